@@ -1,0 +1,54 @@
+"""Who did something, and through which channel.
+
+Every service takes an ``Actor`` so that the audit trail reads the same whichever channel (admin,
+API, CLI, Telegram, a worker) triggered the change. Each channel builds its actor once, at its edge.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+
+
+class Source:
+    ADMIN = "admin"
+    API = "api"
+    CLI = "cli"
+    TELEGRAM = "telegram"
+    SYSTEM = "system"
+
+    choices = [
+        (ADMIN, "Admin"),
+        (API, "API"),
+        (CLI, "CLI"),
+        (TELEGRAM, "Telegram"),
+        (SYSTEM, "System"),
+    ]
+
+
+def new_trace_id():
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The user (if any) or agent behind a change, the channel it came through and its trace id."""
+
+    source: str
+    user: object = None
+    label: str = ""
+    trace_id: str = field(default_factory=new_trace_id)
+
+    @property
+    def name(self):
+        """A human-readable name: the label if given, else the username, else the source."""
+        if self.label:
+            return self.label
+        if self.user is not None:
+            return self.user.get_username()
+        return self.source
+
+    def has_perm(self, perm):
+        return self.user is not None and self.user.is_active and self.user.has_perm(perm)
+
+
+def system_actor(label="system"):
+    return Actor(source=Source.SYSTEM, label=label)

@@ -1,0 +1,132 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Claim(models.Model):
+    """A lease on one work item, the (story, todolist) pair.
+
+    There is one row per work item for its whole life; the holder changes as leases are released,
+    expire and are taken over, and ``version`` grows on every change so clients can detect races.
+    """
+
+    story = models.CharField(max_length=200)
+    todolist = models.CharField(max_length=200)
+    owner = models.CharField(max_length=150, help_text="Who holds the lease (person or team).")
+    agent_id = models.CharField(max_length=150, help_text="The agent acting for the owner.")
+    fingerprint = models.CharField(max_length=200, help_text="The holder's session fingerprint.")
+    ttl_seconds = models.PositiveIntegerField()
+    version = models.PositiveIntegerField(default=1)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    previous_owner = models.CharField(max_length=150, blank=True)
+    previous_agent_id = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["story", "todolist"]
+        constraints = [
+            models.UniqueConstraint(fields=["story", "todolist"], name="one_claim_per_work_item"),
+        ]
+        permissions = [("force_release_claim", "Can force-release or take over a claim")]
+
+    def __str__(self):
+        return f"{self.story}/{self.todolist}"
+
+    @property
+    def work_item(self):
+        return f"{self.story}/{self.todolist}"
+
+    def is_live(self, now=None):
+        now = now or timezone.now()
+        return self.released_at is None and self.expires_at > now
+
+    def seconds_left(self, now=None):
+        """Whole seconds until the lease ends; 0 once it is released or expired."""
+        if not self.is_live(now):
+            return 0
+        return int((self.expires_at - (now or timezone.now())).total_seconds())
+
+    def is_held_by(self, *, agent_id="", fingerprint=""):
+        return bool(
+            (agent_id and agent_id == self.agent_id)
+            or (fingerprint and fingerprint == self.fingerprint)
+        )
+
+
+class ApprovalRequest(models.Model):
+    """A question to a human: may this claim, command or release manifest go ahead?"""
+
+    class Kind(models.TextChoices):
+        CLAIM = "claim", "Claim"
+        COMMAND = "command", "Command"
+        MANIFEST = "manifest", "Release manifest"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        POSTPONED = "postponed", "Postponed"
+        EXPIRED = "expired", "Expired"
+        EXECUTED = "executed", "Executed"
+        ARCHIVED = "archived", "Archived"
+
+    class DecisionSource(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        API = "api", "API"
+        CLI = "cli", "CLI"
+        TELEGRAM = "telegram", "Telegram"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    text = models.TextField(help_text="What is asked, in words an approver understands.")
+    payload = models.JSONField(
+        default=dict, blank=True, help_text="Machine-readable detail: the command, the manifest."
+    )
+    requested_by = models.CharField(max_length=150)
+    requested_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    claim = models.ForeignKey(
+        Claim, null=True, blank=True, on_delete=models.SET_NULL, related_name="approval_requests"
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_source = models.CharField(max_length=16, choices=DecisionSource.choices, blank=True)
+    decision_note = models.TextField(blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [
+            ("decide_approvalrequest", "Can approve, deny or postpone approval requests"),
+            ("archive_approvalrequest", "Can archive approval requests"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.short_id}: {self.text[:60]}"
+
+    @property
+    def short_id(self):
+        return self.id.hex[:8]

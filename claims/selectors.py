@@ -1,0 +1,72 @@
+"""Reading claims and approval requests."""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from .errors import InvalidInput, NotFound
+from .models import ApprovalRequest, Claim
+
+MIN_ID_PREFIX = 6
+
+
+def get_claim(claim_id):
+    try:
+        return Claim.objects.get(pk=int(claim_id))
+    except (Claim.DoesNotExist, TypeError, ValueError, OverflowError):
+        raise NotFound(f"No claim with id {claim_id}.") from None
+
+
+def find_claim(story, todolist):
+    try:
+        return Claim.objects.get(story=story, todolist=todolist)
+    except Claim.DoesNotExist:
+        raise NotFound(f"No claim on {story}/{todolist}.") from None
+
+
+def live_claims(now=None):
+    return Claim.objects.filter(released_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+def expired_claims(now=None):
+    return Claim.objects.filter(Q(released_at__isnull=False) | Q(expires_at__lte=now or timezone.now()))
+
+
+def get_approval(approval_id):
+    try:
+        return ApprovalRequest.objects.get(pk=approval_id)
+    except (ApprovalRequest.DoesNotExist, ValidationError, ValueError, TypeError):
+        # A string that is not a UUID at all is just as unknown as one that matches nothing.
+        raise NotFound(f"No approval request with id {approval_id}.") from None
+
+
+def find_approval_by_prefix(prefix):
+    """The one request whose id starts with ``prefix`` (hex, at least six characters)."""
+    cleaned = prefix.strip().lower().replace("-", "")
+    if len(cleaned) < MIN_ID_PREFIX or any(c not in "0123456789abcdef" for c in cleaned):
+        raise InvalidInput(
+            {"id": f"give at least {MIN_ID_PREFIX} hexadecimal characters of the request id"}
+        )
+    # Ids sort like their hex digits, so a prefix is a range query on the primary key.
+    lowest = uuid.UUID(cleaned[:32].ljust(32, "0"))
+    highest = uuid.UUID(cleaned[:32].ljust(32, "f"))
+    matches = list(ApprovalRequest.objects.filter(id__gte=lowest, id__lte=highest)[:2])
+    if not matches:
+        raise NotFound(f"No approval request with an id starting {cleaned}.")
+    if len(matches) > 1:
+        raise InvalidInput({"id": f"{cleaned} matches more than one request; give more characters"})
+    return matches[0]
+
+
+def pending_approvals():
+    return ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING).order_by("created_at")
+
+
+def overdue_approvals(now=None):
+    """Pending or postponed requests whose time to be decided has passed."""
+    return ApprovalRequest.objects.filter(
+        status__in=[ApprovalRequest.Status.PENDING, ApprovalRequest.Status.POSTPONED],
+        expires_at__lte=now or timezone.now(),
+    )

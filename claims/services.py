@@ -1,0 +1,430 @@
+"""What happens to claims and approval requests.
+
+Every function here is one transaction: the change, its audit event and any outbound message
+commit together or not at all. Admin actions, API views, commands and Telegram handlers call these
+functions and nothing else, so a rule lives in exactly one place.
+"""
+
+from datetime import timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import record
+
+from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
+from .models import ApprovalRequest, Claim
+from .selectors import get_approval, get_claim, overdue_approvals
+
+Status = ApprovalRequest.Status
+
+DECIDE_PERMISSION = "claims.decide_approvalrequest"
+ARCHIVE_PERMISSION = "claims.archive_approvalrequest"
+FORCE_RELEASE_PERMISSION = "claims.force_release_claim"
+
+
+class Granted(NamedTuple):
+    """The claim after ``claim()`` and what happened: acquired, refreshed or taken_over."""
+
+    claim: Claim
+    outcome: str
+
+
+class Decided(NamedTuple):
+    """The request after a decision, and whether this call changed it."""
+
+    approval: ApprovalRequest
+    changed: bool
+
+
+# --- Claims ---------------------------------------------------------------------------------
+
+
+def _text(fields, name, value, max_length):
+    value = (value or "").strip()
+    if not value:
+        fields[name] = "must not be empty"
+    elif len(value) > max_length:
+        fields[name] = f"must be at most {max_length} characters"
+    return value
+
+
+def _ttl(fields, ttl_seconds):
+    if ttl_seconds is None:
+        return settings.CLAIM_DEFAULT_TTL
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
+        fields["ttl_seconds"] = "must be a whole number of seconds"
+    elif not 0 < ttl_seconds <= settings.CLAIM_MAX_TTL:
+        fields["ttl_seconds"] = f"must be between 1 and {settings.CLAIM_MAX_TTL} seconds"
+    return ttl_seconds
+
+
+def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
+    """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
+    fields = {}
+    holder = {
+        "owner": _text(fields, "owner", owner, 150),
+        "agent_id": _text(fields, "agent_id", agent_id, 150),
+        "fingerprint": _text(fields, "fingerprint", fingerprint, 200),
+        "ttl_seconds": _ttl(fields, ttl_seconds),
+    }
+    if fields:
+        raise InvalidInput(fields)
+    return holder
+
+
+def _claim_details(claim, **extra):
+    return {
+        "story": claim.story,
+        "todolist": claim.todolist,
+        "owner": claim.owner,
+        "agent_id": claim.agent_id,
+        "ttl_seconds": claim.ttl_seconds,
+        "version": claim.version,
+        "expires_at": claim.expires_at.isoformat(),
+        **extra,
+    }
+
+
+def _lock_claim(claim_id):
+    get_claim(claim_id)
+    return Claim.objects.select_for_update().get(pk=claim_id)
+
+
+def _hand_over(claim, holder, now):
+    """Give ``claim`` to a new holder, remembering the previous one."""
+    claim.previous_owner, claim.previous_agent_id = claim.owner, claim.agent_id
+    claim.owner = holder["owner"]
+    claim.agent_id = holder["agent_id"]
+    claim.fingerprint = holder["fingerprint"]
+    claim.ttl_seconds = holder["ttl_seconds"]
+    claim.acquired_at = now
+    claim.expires_at = now + timedelta(seconds=holder["ttl_seconds"])
+    claim.released_at = None
+    claim.version += 1
+    claim.save()
+
+
+@transaction.atomic
+def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, actor):
+    """Grant the lease on (story, todolist), or refresh it if the caller already holds it.
+
+    A live lease held by someone else raises ``ClaimConflict``; an expired or released lease is
+    taken over. Safe under concurrency: the row is locked, and a race to create it is settled by
+    the unique constraint.
+    """
+    fields = {}
+    story = _text(fields, "story", story, 200)
+    todolist = _text(fields, "todolist", todolist, 200)
+    try:
+        holder = _holder_fields(owner, agent_id, fingerprint, ttl_seconds)
+    except InvalidInput as invalid:
+        fields.update(invalid.fields)
+    if fields:
+        raise InvalidInput(fields)
+    now = timezone.now()
+    current = Claim.objects.select_for_update().filter(story=story, todolist=todolist).first()
+    if current is None:
+        try:
+            with transaction.atomic():
+                current = Claim.objects.create(
+                    story=story,
+                    todolist=todolist,
+                    acquired_at=now,
+                    expires_at=now + timedelta(seconds=holder["ttl_seconds"]),
+                    **holder,
+                )
+        except IntegrityError:
+            current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
+        else:
+            record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+            return Granted(current, "acquired")
+
+    same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
+    if current.is_live(now) and not same_holder:
+        raise ClaimConflict(current)
+    if current.is_live(now):
+        _extend(current, holder["ttl_seconds"], now)
+        record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
+        return Granted(current, "refreshed")
+    was_released = current.released_at is not None
+    _hand_over(current, holder, now)
+    if was_released:
+        record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        return Granted(current, "acquired")
+    record(
+        "claim.taken_over",
+        actor=actor,
+        obj=current,
+        details=_claim_details(
+            current,
+            previous_owner=current.previous_owner,
+            previous_agent_id=current.previous_agent_id,
+        ),
+    )
+    return Granted(current, "taken_over")
+
+
+def _extend(claim, ttl_seconds, now):
+    claim.ttl_seconds = ttl_seconds
+    claim.expires_at = now + timedelta(seconds=ttl_seconds)
+    claim.version += 1
+    claim.save(update_fields=["ttl_seconds", "expires_at", "version", "updated_at"])
+
+
+def _check_holder(claim, agent_id, fingerprint):
+    if not claim.is_held_by(agent_id=agent_id, fingerprint=fingerprint):
+        raise NotHolder(
+            f"{claim.work_item} is held by {claim.owner} (agent {claim.agent_id}), not by you.",
+            holder={"owner": claim.owner, "agent_id": claim.agent_id},
+        )
+
+
+@transaction.atomic
+def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
+    """Extend the holder's lease from now, optionally with a new TTL."""
+    fields = {}
+    ttl_seconds = _ttl(fields, ttl_seconds)
+    if not (agent_id or fingerprint):
+        fields["agent_id"] = "give the agent id or the fingerprint of the holder"
+    if fields:
+        raise InvalidInput(fields)
+    claim = _lock_claim(claim_id)
+    _check_holder(claim, agent_id, fingerprint)
+    if claim.released_at is not None:
+        raise NotHolder(f"{claim.work_item} was released; claim it again.")
+    _extend(claim, ttl_seconds, timezone.now())
+    record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+    return claim
+
+
+@transaction.atomic
+def release(claim_id, *, agent_id="", fingerprint="", actor):
+    """End the holder's lease. Releasing a lease already released changes nothing."""
+    if not (agent_id or fingerprint):
+        raise InvalidInput({"agent_id": "give the agent id or the fingerprint of the holder"})
+    claim = _lock_claim(claim_id)
+    _check_holder(claim, agent_id, fingerprint)
+    if claim.released_at is None:
+        _end(claim)
+        record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+    return claim
+
+
+def _end(claim):
+    claim.released_at = timezone.now()
+    claim.version += 1
+    claim.save(update_fields=["released_at", "version", "updated_at"])
+
+
+def _require(actor, permission, doing):
+    if not actor.has_perm(permission):
+        raise NotPermitted(f"{actor.name} may not {doing}.")
+
+
+@transaction.atomic
+def force_release(claim_id, *, actor):
+    """Staff end someone else's lease; the audit event names the staff user."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
+    claim = _lock_claim(claim_id)
+    if claim.released_at is not None:
+        return claim
+    _end(claim)
+    record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
+    return claim
+
+
+@transaction.atomic
+def take_over(claim_id, *, actor, ttl_seconds=None):
+    """Staff take a lease for themselves, live or not."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "take over claims")
+    claim = _lock_claim(claim_id)
+    holder = _holder_fields(
+        actor.name, f"{actor.source}:{actor.name}", f"{actor.source}:{actor.name}", ttl_seconds
+    )
+    _hand_over(claim, holder, timezone.now())
+    record(
+        "claim.taken_over",
+        actor=actor,
+        obj=claim,
+        details=_claim_details(
+            claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
+        ),
+    )
+    return claim
+
+
+# --- Approval requests ----------------------------------------------------------------------
+
+
+def _approval_details(approval, **extra):
+    return {"kind": approval.kind, "status": approval.status, **extra}
+
+
+@transaction.atomic
+def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=None):
+    """Ask the approvers a question; it expires after ``APPROVAL_EXPIRY`` seconds."""
+    fields = {}
+    if kind not in ApprovalRequest.Kind.values:
+        fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
+    text = (text or "").strip()
+    if not text:
+        fields["text"] = "must not be empty"
+    elif len(text) > 4000:
+        fields["text"] = "must be at most 4000 characters"
+    requested_by = _text(fields, "requested_by", requested_by, 150)
+    if payload is not None and not isinstance(payload, dict):
+        fields["payload"] = "must be an object"
+    linked_claim = None
+    if claim_id is not None:
+        linked_claim = Claim.objects.filter(pk=claim_id).first() if str(claim_id).isdigit() else None
+        if linked_claim is None:
+            fields["claim"] = f"no claim with id {claim_id}"
+    if fields:
+        raise InvalidInput(fields)
+    approval = ApprovalRequest.objects.create(
+        kind=kind,
+        text=text,
+        payload=payload or {},
+        requested_by=requested_by,
+        requested_by_user=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+        claim=linked_claim,
+        expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
+    )
+    record(
+        "approval.requested",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, text=text, requested_by=requested_by),
+    )
+    return approval
+
+
+# Which decisions may be taken from which status, and the status a repeat leaves untouched.
+DECISIONS = {
+    "approve": (Status.APPROVED, {Status.PENDING, Status.POSTPONED}),
+    "deny": (Status.DENIED, {Status.PENDING, Status.POSTPONED}),
+    "postpone": (Status.POSTPONED, {Status.PENDING}),
+    "reopen": (Status.PENDING, {Status.POSTPONED}),
+}
+DECISION_ACTIONS = {
+    "approve": "approval.approved",
+    "deny": "approval.denied",
+    "postpone": "approval.postponed",
+    "reopen": "approval.reopened",
+}
+
+
+@transaction.atomic
+def decide(approval_id, decision, *, actor, note=""):
+    """Approve, deny, postpone or reopen a request.
+
+    Deciding the same way twice changes nothing and writes no second event; a different decision
+    on a request already decided raises ``InvalidTransition``. The row is locked, so of two
+    concurrent decisions exactly one wins.
+    """
+    if decision not in DECISIONS:
+        raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
+    _require(actor, DECIDE_PERMISSION, "decide approval requests")
+    get_approval(approval_id)
+    approval = ApprovalRequest.objects.select_for_update().get(pk=approval_id)
+    target, allowed_from = DECISIONS[decision]
+    if approval.status == target:
+        return Decided(approval, False)
+    if approval.status not in allowed_from:
+        raise InvalidTransition(
+            f"Request {approval.short_id} is {approval.status}; it cannot be {target} now.",
+            status=approval.status,
+        )
+    now = timezone.now()
+    if approval.expires_at <= now:
+        raise InvalidTransition(
+            f"Request {approval.short_id} expired at {approval.expires_at.isoformat()}.",
+            status=approval.status,
+        )
+    if (
+        decision in ("approve", "deny")
+        and settings.APPROVAL_FORBID_SELF_APPROVAL
+        and actor.user is not None
+        and approval.requested_by_user_id == actor.user.pk
+    ):
+        raise NotPermitted("You may not decide a request you made yourself.")
+    previous = approval.status
+    approval.status = target
+    approval.decided_by = actor.user if decision != "reopen" else None
+    approval.decided_at = now if decision != "reopen" else None
+    approval.decision_source = actor.source if decision != "reopen" else ""
+    approval.decision_note = note
+    approval.save()
+    record(
+        DECISION_ACTIONS[decision],
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, previous_status=previous, note=note),
+    )
+    return Decided(approval, True)
+
+
+ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
+
+
+@transaction.atomic
+def archive(approval_id, *, actor):
+    """File away a request that is finished with. Archiving twice changes nothing."""
+    _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
+    get_approval(approval_id)
+    approval = ApprovalRequest.objects.select_for_update().get(pk=approval_id)
+    if approval.status == Status.ARCHIVED:
+        return Decided(approval, False)
+    if approval.status not in ARCHIVABLE:
+        raise InvalidTransition(
+            f"Request {approval.short_id} is {approval.status}; decide it before archiving.",
+            status=approval.status,
+        )
+    previous = approval.status
+    approval.status = Status.ARCHIVED
+    approval.archived_at = timezone.now()
+    approval.save(update_fields=["status", "archived_at", "updated_at"])
+    record(
+        "approval.archived",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, previous_status=previous),
+    )
+    return Decided(approval, True)
+
+
+def expire_overdue(*, actor, now=None):
+    """Move every pending or postponed request past its ``expires_at`` to expired.
+
+    Each request is its own transaction, so one failure does not hold back the rest; returns the
+    requests that were expired.
+    """
+    now = now or timezone.now()
+    expired = []
+    for approval_id in overdue_approvals(now).values_list("id", flat=True):
+        with transaction.atomic():
+            approval = (
+                ApprovalRequest.objects.select_for_update()
+                .filter(
+                    pk=approval_id,
+                    status__in=[Status.PENDING, Status.POSTPONED],
+                    expires_at__lte=now,
+                )
+                .first()
+            )
+            if approval is None:
+                continue
+            previous = approval.status
+            approval.status = Status.EXPIRED
+            approval.save(update_fields=["status", "updated_at"])
+            record(
+                "approval.expired",
+                actor=actor,
+                obj=approval,
+                details=_approval_details(approval, previous_status=previous),
+            )
+            expired.append(approval)
+    return expired

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TelegramBridgeConfig(AppConfig):
+    name = "telegram_bridge"
+    verbose_name = "Telegram bridge"

@@ -1,0 +1,88 @@
+from django.conf import settings
+from django.db import models
+
+
+class OutboundMessage(models.Model):
+    """One Bot API call waiting to be made: the transactional outbox.
+
+    Rows are written in the same transaction as the change that causes them and delivered by a
+    worker after commit. ``dedupe_key`` names the domain event, so the same event is never queued
+    twice.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (will retry)"
+        DEAD = "dead", "Dead"
+
+    method = models.CharField(max_length=64, default="sendMessage")
+    chat_id = models.BigIntegerField(db_index=True)
+    payload = models.JSONField(default=dict)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    requeues = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.TextField(blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    telegram_message_id = models.BigIntegerField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        permissions = [("requeue_outboundmessage", "Can requeue failed and dead messages")]
+
+    def __str__(self):
+        return f"{self.method} to {self.chat_id} ({self.status})"
+
+
+class InboundUpdate(models.Model):
+    """A raw update from Telegram, stored before it is acknowledged and processed on a worker."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    update_id = models.BigIntegerField(unique=True)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True
+    )
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["update_id"]
+
+    def __str__(self):
+        return f"update {self.update_id} ({self.status})"
+
+
+class TelegramAccount(models.Model):
+    """Links a Telegram user to a Django user; only linked approvers may decide from Telegram."""
+
+    telegram_user_id = models.BigIntegerField(unique=True)
+    telegram_username = models.CharField(max_length=64, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="telegram_accounts"
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "Telegram account link"
+
+    def __str__(self):
+        name = f"@{self.telegram_username}" if self.telegram_username else self.telegram_user_id
+        return f"{name} → {self.user}"

@@ -1,0 +1,42 @@
+"""Fixtures shared by every test package."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from model_bakery import baker
+
+from audit.actors import Actor, Source
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``postgres`` need PostgreSQL's row locks; on SQLite they are skipped."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def on_postgres():
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def approver(db):
+    """A staff user in the Approvers group the data migration creates."""
+    user = baker.make("auth.User", username="approver", is_staff=True, is_active=True)
+    user.groups.add(Group.objects.get(name="Approvers"))
+    return user
+
+
+@pytest.fixture
+def approver_actor(approver):
+    return Actor(source=Source.ADMIN, user=approver)
+
+
+@pytest.fixture
+def agent_actor():
+    return Actor(source=Source.API, label="agent-7")
