@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "claims",
     "telegram_bridge",
     "api",
+    "backoffice",
 ]
 
 MIDDLEWARE = [

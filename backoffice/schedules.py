@@ -1,0 +1,23 @@
+"""The periodic jobs django-q2 runs, in one list.
+
+``manage.py install_schedules`` writes them as django-q2 ``Schedule`` rows; run it after ``migrate``
+on every deploy. Intervals are in minutes, django-q2's smallest unit.
+"""
+
+SCHEDULES = [
+    {
+        "name": "Expire overdue approval requests",
+        "func": "claims.tasks.expire_approvals",
+        "minutes": 5,
+    },
+    {
+        "name": "Deliver due outbox messages",
+        "func": "telegram_bridge.tasks.sweep",
+        "minutes": 1,
+    },
+    {
+        "name": "Requeue recently dead outbox messages",
+        "func": "telegram_bridge.tasks.auto_requeue",
+        "minutes": 15,
+    },
+]
