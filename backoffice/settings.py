@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from backoffice.safety import require_secrets
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -19,6 +21,8 @@ DEBUG = env.bool("DEBUG", default=False)
 
 # A development key only exists while DEBUG is on; production must provide its own.
 SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key" if DEBUG else "")
+# Previous keys, still accepted for signatures while sessions and tokens move to the new key.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -124,3 +128,165 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# --- Telegram -------------------------------------------------------------------------------
+# The bot token is a secret (it sits in every Bot API URL): environment only, never logged.
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+# Point this at the fake Bot API (manage.py telegram_fake_server) to run without Telegram.
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org")
+# Bot API client (telegram_bridge.client): seconds to connect and to wait for an answer, and the
+# urllib3 retries of connection errors and 5xx answers (exponential backoff with jitter).
+TELEGRAM_CONNECT_TIMEOUT = env.float("TELEGRAM_CONNECT_TIMEOUT", default=5.0)
+TELEGRAM_READ_TIMEOUT = env.float("TELEGRAM_READ_TIMEOUT", default=15.0)
+TELEGRAM_RETRY_TOTAL = env.int("TELEGRAM_RETRY_TOTAL", default=3)
+TELEGRAM_RETRY_BACKOFF = env.float("TELEGRAM_RETRY_BACKOFF", default=0.5)
+TELEGRAM_RETRY_BACKOFF_MAX = env.float("TELEGRAM_RETRY_BACKOFF_MAX", default=10.0)
+# Send rate shared by every worker (telegram_bridge.ratelimit), kept under Telegram's flood limits.
+TELEGRAM_RATE_GLOBAL_PER_SECOND = env.float("TELEGRAM_RATE_GLOBAL_PER_SECOND", default=30.0)
+TELEGRAM_RATE_CHAT_PER_SECOND = env.float("TELEGRAM_RATE_CHAT_PER_SECOND", default=1.0)
+TELEGRAM_RATE_GROUP_PER_MINUTE = env.float("TELEGRAM_RATE_GROUP_PER_MINUTE", default=20.0)
+# Prefix of the limiter's Redis keys (used when REDIS_URL is set); one per deployment.
+TELEGRAM_RATE_REDIS_PREFIX = env.str("TELEGRAM_RATE_REDIS_PREFIX", default="claimdesk:tg-rate")
+# Outbox delivery (telegram_bridge.outbox): retries, dead letters and automatic requeue.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=5)
+OUTBOX_BACKOFF_BASE = env.float("OUTBOX_BACKOFF_BASE", default=2.0)
+OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=300.0)
+# A worker waits in-process this long at most (rate-limit slot, short retry) before it hands the
+# message back to the sweep and the scheduler; keep it well under Q_CLUSTER["timeout"].
+OUTBOX_INLINE_WAIT_MAX = env.float("OUTBOX_INLINE_WAIT_MAX", default=10.0)
+# A row left in "sending" longer than this belonged to a worker that died mid-send.
+OUTBOX_SENDING_LEASE = env.int("OUTBOX_SENDING_LEASE", default=180)
+OUTBOX_DRAIN_SECONDS = env.float("OUTBOX_DRAIN_SECONDS", default=50.0)
+OUTBOX_REQUEUE_MAX = env.int("OUTBOX_REQUEUE_MAX", default=3)
+OUTBOX_REQUEUE_WINDOW_HOURS = env.int("OUTBOX_REQUEUE_WINDOW_HOURS", default=72)
+OUTBOX_REQUEUE_BATCH = env.int("OUTBOX_REQUEUE_BATCH", default=10)
+# Inbound updates (telegram_bridge.views, telegram_bridge.polling). The webhook answers 404 while
+# the secret is unset; Telegram echoes it in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Za-z0-9_-).
+TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
+TELEGRAM_WEBHOOK_MAX_BYTES = env.int("TELEGRAM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
+# Where approval requests are posted (a group, a channel or one person); unset = no messages.
+TELEGRAM_APPROVER_CHAT_ID = env.int("TELEGRAM_APPROVER_CHAT_ID", default=None)
+# manage.py telegram_poll: seconds one getUpdates call waits for news, and how long the lease of
+# the single poller lasts unrenewed (a crashed poller blocks a new one for at most this long).
+TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=25)
+TELEGRAM_POLL_LIMIT = env.int("TELEGRAM_POLL_LIMIT", default=100)
+TELEGRAM_POLL_LEASE = env.int("TELEGRAM_POLL_LEASE", default=60)
+
+# --- REST API -------------------------------------------------------------------------------
+# Requests each API user (token) may make per period, e.g. "1000/min", "20/s"; more get a 429.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
+# Seconds an Idempotency-Key and its stored answer are kept; after that the key is free again.
+API_IDEMPOTENCY_TTL = env.int("API_IDEMPOTENCY_TTL", default=24 * 3600)
+# Lifetime of a new API token when its creator does not choose one (admin, create_api_token).
+API_TOKEN_EXPIRY_HOURS = env.int("API_TOKEN_EXPIRY_HOURS", default=30 * 24)
+REST_FRAMEWORK = {
+    # Token first, so an unauthenticated request is answered 401 with WWW-Authenticate: Token.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.TokenRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Claimdesk API",
+    "DESCRIPTION": "Claim work items, ask for approval and read the audit trail. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Operation ids and tags without the version: "claims_create", not "v1_claims_create".
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar: served locally, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ApprovalStatusEnum": "claims.models.ApprovalRequest.Status",
+        "OutboxStatusEnum": "telegram_bridge.models.OutboundMessage.Status",
+    },
+}
+# The throttle's counters must be shared by every gunicorn worker: Redis when REDIS_URL is set,
+# else a database table that migrate creates (see api.apps). The prefix keeps deployments (and
+# parallel test runs) sharing one Redis apart.
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default=Q_CLUSTER["name"])
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "claimdesk_cache",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+
+# --- Logging --------------------------------------------------------------------------------
+# One console handler for every logger (Django's, django-q's, urllib3's, the project's). Its filter
+# redacts tokens and passwords from each message and traceback; see backoffice.redaction.
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "backoffice.redaction.RedactSecretsFilter"}},
+    "formatters": {
+        "plain": {"format": "{asctime} {levelname} {name} [{process:d}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's defaults would print only under DEBUG and mail errors (request included) to
+        # ADMINS; here they go through the redacting handler and nowhere else.
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "py.warnings": {"handlers": ["console"], "propagate": False},
+    },
+}
+
+# --- Production safety ----------------------------------------------------------------------
+# Production serves Claimdesk over HTTPS only and says so with HTTPS_ONLY=1: plain HTTP is
+# redirected, cookies never travel over HTTP, and browsers are told to stay on HTTPS (HSTS).
+# Off by default because local runs and the test client speak plain HTTP.
+HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)
+SECURE_SSL_REDIRECT = HTTPS_ONLY
+SESSION_COOKIE_SECURE = HTTPS_ONLY
+CSRF_COOKIE_SECURE = HTTPS_ONLY
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS_ONLY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS_ONLY
+SECURE_HSTS_PRELOAD = HTTPS_ONLY
+# Behind a proxy that terminates TLS every request arrives as plain HTTP; trust the proxy's
+# X-Forwarded-Proto only when told to, since any client can send that header.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Keep this last: with DEBUG off, refuse to start without real secrets.
+require_secrets(
+    {
+        "SECRET_KEY": SECRET_KEY,
+        "TELEGRAM_BOT_TOKEN": TELEGRAM_BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_WEBHOOK_SECRET,
+    },
+    debug=DEBUG,
+)

@@ -49,15 +49,20 @@ def find_approval_by_prefix(prefix):
         raise InvalidInput(
             {"id": f"give at least {MIN_ID_PREFIX} hexadecimal characters of the request id"}
         )
-    # Ids sort like their hex digits, so a prefix is a range query on the primary key.
-    lowest = uuid.UUID(cleaned[:32].ljust(32, "0"))
-    highest = uuid.UUID(cleaned[:32].ljust(32, "f"))
-    matches = list(ApprovalRequest.objects.filter(id__gte=lowest, id__lte=highest)[:2])
+    matches = list(approvals_with_id_prefix(cleaned)[:2])
     if not matches:
         raise NotFound(f"No approval request with an id starting {cleaned}.")
     if len(matches) > 1:
         raise InvalidInput({"id": f"{cleaned} matches more than one request; give more characters"})
     return matches[0]
+
+
+def approvals_with_id_prefix(prefix):
+    """Requests whose id starts with ``prefix``, hexadecimal digits without dashes."""
+    # Ids sort like their hex digits, so a prefix is a range query on the primary key.
+    lowest = uuid.UUID(prefix[:32].ljust(32, "0"))
+    highest = uuid.UUID(prefix[:32].ljust(32, "f"))
+    return ApprovalRequest.objects.filter(id__gte=lowest, id__lte=highest)
 
 
 def pending_approvals():

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import record
+from telegram_bridge import notifications
 
 from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
 from .models import ApprovalRequest, Claim
@@ -299,6 +300,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         obj=approval,
         details=_approval_details(approval, text=text, requested_by=requested_by),
     )
+    notifications.approval_requested(approval)
     return approval
 
 
@@ -364,6 +366,7 @@ def decide(approval_id, decision, *, actor, note=""):
         obj=approval,
         details=_approval_details(approval, previous_status=previous, note=note),
     )
+    notifications.approval_decided(approval)
     return Decided(approval, True)
 
 

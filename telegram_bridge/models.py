@@ -86,3 +86,45 @@ class TelegramAccount(models.Model):
     def __str__(self):
         name = f"@{self.telegram_username}" if self.telegram_username else self.telegram_user_id
         return f"{name} → {self.user}"
+
+
+class PollerLease(models.Model):
+    """Who may run ``getUpdates`` right now: one row per lock name, held until ``expires_at``.
+
+    A lease rather than a process lock, so it works the same on SQLite and PostgreSQL and across
+    hosts; the holder renews it before every long poll, and a crashed holder's lease runs out.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    holder = models.CharField(max_length=200, help_text="host:pid of the poller holding the lease.")
+    expires_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.name} held by {self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RateLimitState(models.Model):
+    """The send-rate bookkeeping ``telegram_bridge.ratelimit`` shares between workers (no Redis).
+
+    One row per chat that was sent to (``chat:<id>``) and one ``global`` row that every
+    reservation locks first, which serialises reservations on SQLite and PostgreSQL alike.
+    Times are Unix seconds, as the limiter's arithmetic is in seconds.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    next_at = models.FloatField(default=0.0, help_text="When this chat's next send may go out.")
+    paused_until = models.FloatField(
+        default=0.0, help_text="Until when Telegram asked us not to send (429 retry_after)."
+    )
+    reserved_slots = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Global row only: send slots already handed out, as indices of 1/rate seconds.",
+    )
+
+    class Meta:
+        verbose_name = "rate limit state"
+
+    def __str__(self):
+        return self.key

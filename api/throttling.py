@@ -1,0 +1,60 @@
+"""Request rate limits per API user, counted in the shared cache."""
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+def parse_rate(rate):
+    """``"1000/min"`` → ``(1000, 60)``; the setting is checked on every request, so tests can
+    change it."""
+    count, _, period = rate.partition("/")
+    try:
+        return int(count), PERIODS[period.strip().lower()]
+    except (ValueError, KeyError):
+        raise ValueError(f"API_THROTTLE_RATE must look like '1000/min', not {rate!r}") from None
+
+
+class TokenRateThrottle(BaseThrottle):
+    """At most ``API_THROTTLE_RATE`` requests per user (per client address when anonymous).
+
+    A fixed window counter: one atomic increment per request, so the cost stays flat however
+    generous the rate is, and every gunicorn worker sees the same count through the cache.
+    """
+
+    def allow_request(self, request, view):
+        limit, period = parse_rate(settings.API_THROTTLE_RATE)
+        now = time.time()
+        window = int(now // period)
+        self.retry_after = period * (window + 1) - now
+        if request.user and request.user.is_authenticated:
+            who = f"user:{request.user.pk}"
+        else:
+            who = f"addr:{self.get_ident(request)}"
+        key = f"api-throttle:{who}:{period}:{window}"
+        cache.add(key, 0, timeout=period + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            # The counter expired between add() and incr(): this request opens a new window.
+            cache.set(key, 1, timeout=period + 1)
+            count = 1
+        return count <= limit
+
+    def wait(self):
+        return self.retry_after

@@ -1,0 +1,18 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("claims", views.ClaimViewSet, basename="claim")
+router.register("approvals", views.ApprovalViewSet, basename="approval")
+router.register("audit", views.AuditEventViewSet, basename="auditevent")
+router.register("outbox", views.OutboundMessageViewSet, basename="outboundmessage")
+
+app_name = "api"
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,256 @@
+"""The REST endpoints: parse, call a service or selector, answer.
+
+Every write builds its ``Actor`` at this edge and calls the same ``claims.services`` function
+the admin calls, so the audit trail is the same whichever channel made a change. Errors are
+turned into answers in ``api.exceptions``, never here.
+"""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from audit.models import AuditEvent
+from claims import services
+from claims.models import ApprovalRequest, Claim
+from claims.selectors import get_approval, get_claim
+from telegram_bridge import outbox
+from telegram_bridge.models import OutboundMessage
+
+from .actors import api_actor
+from .filters import ApprovalFilter, AuditEventFilter, ClaimFilter, OutboundMessageFilter
+from .idempotency import idempotent
+from .pagination import AuditCursorPagination
+from .permissions import StaffCanView
+from .schema import DETAIL, IDEMPOTENCY_KEY, LIST, WRITE, errors
+from .serializers import (
+    ApprovalRequestSerializer,
+    ApprovalSerializer,
+    AuditEventSerializer,
+    ClaimRequestSerializer,
+    ClaimSerializer,
+    DecisionResultSerializer,
+    DecisionSerializer,
+    GrantSerializer,
+    HolderSerializer,
+    OutboundMessageSerializer,
+    RefreshSerializer,
+    RequeueResultSerializer,
+)
+
+
+def validated(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List claims", responses={200: ClaimSerializer, **LIST}),
+    retrieve=extend_schema(summary="One claim", responses={200: ClaimSerializer, **DETAIL}),
+)
+class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Leases on work items: claim, refresh, release."""
+
+    queryset = Claim.objects.order_by("id")
+    serializer_class = ClaimSerializer
+    filterset_class = ClaimFilter
+
+    def retrieve(self, request, pk=None):
+        return Response(ClaimSerializer(get_claim(pk)).data)
+
+    @extend_schema(
+        summary="Claim a work item",
+        request=ClaimRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: GrantSerializer, 200: GrantSerializer, **WRITE},
+    )
+    @idempotent
+    def create(self, request):
+        data = validated(ClaimRequestSerializer, request)
+        granted = services.claim(
+            story=data["story"],
+            todolist=data["todolist"],
+            owner=data.get("owner") or request.user.get_username(),
+            agent_id=data["agent_id"],
+            fingerprint=data["fingerprint"],
+            ttl_seconds=data.get("ttl_seconds"),
+            actor=api_actor(request, label=data["agent_id"]),
+        )
+        code = status.HTTP_200_OK if granted.outcome == "refreshed" else status.HTTP_201_CREATED
+        return Response({**ClaimSerializer(granted.claim).data, "outcome": granted.outcome}, code)
+
+    @extend_schema(
+        summary="Extend your lease",
+        request=RefreshSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: ClaimSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def refresh(self, request, pk=None):
+        data = validated(RefreshSerializer, request)
+        claim = services.refresh(
+            pk,
+            agent_id=data.get("agent_id", ""),
+            fingerprint=data.get("fingerprint", ""),
+            ttl_seconds=data.get("ttl_seconds"),
+            actor=api_actor(request, label=data.get("agent_id", "")),
+        )
+        return Response(ClaimSerializer(claim).data)
+
+    @extend_schema(
+        summary="Release your lease",
+        request=HolderSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: ClaimSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def release(self, request, pk=None):
+        data = validated(HolderSerializer, request)
+        claim = services.release(
+            pk,
+            agent_id=data.get("agent_id", ""),
+            fingerprint=data.get("fingerprint", ""),
+            actor=api_actor(request, label=data.get("agent_id", "")),
+        )
+        return Response(ClaimSerializer(claim).data)
+
+
+def _decision_schema(summary):
+    return extend_schema(
+        summary=summary,
+        request=DecisionSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: DecisionResultSerializer, **WRITE},
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List approval requests", responses={200: ApprovalSerializer, **LIST}
+    ),
+    retrieve=extend_schema(
+        summary="One approval request", responses={200: ApprovalSerializer, **DETAIL}
+    ),
+)
+class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Questions to the approvers, and their decisions.
+
+    Deciding the way a request is already decided answers 200 with ``changed: false``; a
+    different decision on a decided request answers 409 with its current ``status``.
+    """
+
+    queryset = ApprovalRequest.objects.select_related("requested_by_user", "decided_by")
+    serializer_class = ApprovalSerializer
+    filterset_class = ApprovalFilter
+
+    def retrieve(self, request, pk=None):
+        return Response(ApprovalSerializer(get_approval(pk)).data)
+
+    @extend_schema(
+        summary="Ask for approval",
+        request=ApprovalRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: ApprovalSerializer, **WRITE},
+    )
+    @idempotent
+    def create(self, request):
+        data = validated(ApprovalRequestSerializer, request)
+        approval = services.request_approval(
+            kind=data["kind"],
+            text=data["text"],
+            requested_by=data.get("requested_by") or request.user.get_username(),
+            claim_id=data.get("claim"),
+            payload=data.get("payload"),
+            actor=api_actor(request),
+        )
+        return Response(ApprovalSerializer(approval).data, status.HTTP_201_CREATED)
+
+    def _decide(self, request, pk, decision):
+        note = validated(DecisionSerializer, request)["note"]
+        decided = services.decide(pk, decision, actor=api_actor(request), note=note)
+        return Response({**ApprovalSerializer(decided.approval).data, "changed": decided.changed})
+
+    @_decision_schema("Approve")
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def approve(self, request, pk=None):
+        return self._decide(request, pk, "approve")
+
+    @_decision_schema("Deny")
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def deny(self, request, pk=None):
+        return self._decide(request, pk, "deny")
+
+    @_decision_schema("Postpone")
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def postpone(self, request, pk=None):
+        return self._decide(request, pk, "postpone")
+
+    @extend_schema(
+        summary="Archive a finished request",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: DecisionResultSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def archive(self, request, pk=None):
+        decided = services.archive(pk, actor=api_actor(request))
+        return Response({**ApprovalSerializer(decided.approval).data, "changed": decided.changed})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Read the audit trail, oldest first",
+        responses={200: AuditEventSerializer, **errors(400, 401, 403, 404, 429)},
+    ),
+    retrieve=extend_schema(
+        summary="One audit event",
+        responses={200: AuditEventSerializer, **errors(401, 403, 404, 429)},
+    ),
+)
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The append-only audit trail; staff with the audit view permission only."""
+
+    queryset = AuditEvent.objects.select_related("actor")
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    pagination_class = AuditCursorPagination
+    permission_classes = [StaffCanView]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List outbound Telegram messages",
+        responses={200: OutboundMessageSerializer, **errors(400, 401, 403, 429)},
+    ),
+    retrieve=extend_schema(
+        summary="One outbound message",
+        responses={200: OutboundMessageSerializer, **errors(401, 403, 404, 429)},
+    ),
+)
+class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
+    """The Telegram outbox, for staff: see what failed and send it again."""
+
+    queryset = OutboundMessage.objects.order_by("id")
+    serializer_class = OutboundMessageSerializer
+    filterset_class = OutboundMessageFilter
+    permission_classes = [StaffCanView]
+
+    @extend_schema(
+        summary="Requeue a failed or dead message",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: RequeueResultSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def requeue(self, request, pk=None):
+        requeued = outbox.requeue(pk, actor=api_actor(request))
+        message = OutboundMessage.objects.get(pk=int(pk))
+        return Response({**OutboundMessageSerializer(message).data, "requeued": requeued})

@@ -1,0 +1,335 @@
+"""Claims and approval requests in the Django admin.
+
+Nothing is edited by hand here: every change is a click that calls ``claims.services`` with the
+staff user as actor, so the rules and the audit trail are the same as for the API, the CLI and
+Telegram. Domain errors become admin messages in ``report``, the one place that words them.
+"""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.text import Truncator
+
+from audit.actors import Actor, Source
+from audit.selectors import events_for
+
+from . import selectors, services
+from .errors import ClaimsError, InvalidTransition
+from .models import ApprovalRequest, Claim
+
+Status = ApprovalRequest.Status
+
+# Where a decision can still be taken; a refusal from any other status reads "<id> is <status>".
+OPEN_STATUSES = {Status.PENDING, Status.POSTPONED}
+
+
+def admin_actor(request):
+    return Actor(source=Source.ADMIN, user=request.user)
+
+
+def _why_skipped(label, error):
+    """A short reason naming the object, e.g. "3f2a9c1b is denied"."""
+    if isinstance(error, InvalidTransition) and error.status not in OPEN_STATUSES:
+        return f"{label} is {error.status}"
+    return error.message.rstrip(".")
+
+
+def apply_each(objects, change, label, *, unchanged="unchanged"):
+    """Call ``change(obj)`` for each object; returns how many changed and why others did not.
+
+    ``change`` returns whether it changed anything; an object it left as it was is reported as
+    "<label> is <unchanged>". Each call is its own transaction, so one refusal does not undo the
+    others.
+    """
+    changed, skipped = 0, []
+    for obj in objects:
+        try:
+            if change(obj):
+                changed += 1
+            else:
+                skipped.append(f"{label(obj)} is {unchanged}")
+        except ClaimsError as error:
+            skipped.append(_why_skipped(label(obj), error))
+    return changed, skipped
+
+
+def report(request, done, changed, skipped):
+    """One message such as "2 approved; 1 skipped: 3f2a9c1b is denied"."""
+    text = f"{changed} {done}"
+    if skipped:
+        text += f"; {len(skipped)} skipped: " + "; ".join(skipped)
+    level = messages.SUCCESS if not skipped else messages.WARNING if changed else messages.ERROR
+    messages.add_message(request, level, text)
+
+
+class AuditHistoryMixin:
+    """Shows the object's audit events, oldest first, at the bottom of its change page."""
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), **self.change_page_context(request, obj)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def change_page_context(self, request, obj):
+        if obj is None:
+            return {}
+        return {"history": events_for(obj).select_related("actor")}
+
+
+# --- Claims ---------------------------------------------------------------------------------
+
+
+class LeaseStateFilter(admin.SimpleListFilter):
+    title = "lease"
+    parameter_name = "lease"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("expired", "Expired"), ("released", "Released")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "live":
+            return queryset.filter(pk__in=selectors.live_claims(now).values("pk"))
+        if self.value() == "expired":
+            return queryset.filter(released_at__isnull=True, expires_at__lte=now)
+        if self.value() == "released":
+            return queryset.filter(released_at__isnull=False)
+        return queryset
+
+
+@admin.register(Claim)
+class ClaimAdmin(AuditHistoryMixin, admin.ModelAdmin):
+    """Read-only: leases change through their holders, or through the two staff actions."""
+
+    change_form_template = "admin/claims/claim/change_form.html"
+    list_display = ["work_item", "holder", "expires_in", "version", "acquired_at"]
+    list_filter = [LeaseStateFilter, "story"]
+    search_fields = ["story", "todolist", "owner", "agent_id"]
+    ordering = ["story", "todolist"]
+    actions = ["force_release", "take_over"]
+    fields = [
+        ("story", "todolist"),
+        ("owner", "agent_id", "fingerprint"),
+        ("acquired_at", "expires_at", "expires_in", "ttl_seconds"),
+        "released_at",
+        "version",
+        ("previous_owner", "previous_agent_id"),
+        ("created_at", "updated_at"),
+    ]
+    readonly_fields = ["expires_in"]
+
+    @admin.display(description="Work item", ordering="story")
+    def work_item(self, claim):
+        return claim.work_item
+
+    @admin.display(description="Holder", ordering="owner")
+    def holder(self, claim):
+        return f"{claim.owner} / {claim.agent_id}"
+
+    @admin.display(description="Expires in", ordering="expires_at")
+    def expires_in(self, claim):
+        if claim.released_at is not None:
+            return "released"
+        if not claim.is_live():
+            return "expired"
+        return f"{claim.seconds_left()} s"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_force_release_permission(self, request):
+        return request.user.has_perm(services.FORCE_RELEASE_PERMISSION)
+
+    @admin.action(description="Force release the selected claims", permissions=["force_release"])
+    def force_release(self, request, queryset):
+        actor = admin_actor(request)
+
+        def release(claim):
+            was_released = claim.released_at is not None
+            services.force_release(claim.pk, actor=actor)
+            return not was_released
+
+        changed, skipped = apply_each(queryset, release, str, unchanged="already released")
+        report(request, "force-released", changed, skipped)
+
+    @admin.action(description="Take over the selected claims", permissions=["force_release"])
+    def take_over(self, request, queryset):
+        actor = admin_actor(request)
+
+        def take(claim):
+            services.take_over(claim.pk, actor=actor)
+            return True
+
+        changed, skipped = apply_each(queryset, take, str)
+        report(request, "taken over", changed, skipped)
+
+
+# --- Approval requests ----------------------------------------------------------------------
+
+DONE = {
+    "approve": "approved",
+    "deny": "denied",
+    "postpone": "postponed",
+    "reopen": "reopened",
+    "archive": "archived",
+}
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(AuditHistoryMixin, admin.ModelAdmin):
+    """Requests are asked for by agents and decided here with buttons or bulk actions."""
+
+    change_form_template = "admin/claims/approvalrequest/change_form.html"
+    list_display = [
+        "short_id",
+        "kind",
+        "status",
+        "summary",
+        "requested_by",
+        "created_at",
+        "expires_at",
+        "decided_by",
+    ]
+    list_display_links = ["short_id", "summary"]
+    list_filter = ["status", "kind", "decision_source"]
+    list_select_related = ["decided_by"]
+    search_fields = ["text", "requested_by"]
+    date_hierarchy = "created_at"
+    actions = ["approve", "deny", "postpone", "archive"]
+    fields = [
+        ("kind", "status"),
+        "text",
+        "payload",
+        ("requested_by", "requested_by_user", "claim"),
+        ("created_at", "expires_at"),
+        ("decided_by", "decided_at", "decision_source"),
+        "decision_note",
+        ("executed_at", "archived_at"),
+    ]
+
+    @admin.display(description="Id", ordering="id")
+    def short_id(self, approval):
+        return approval.short_id
+
+    @admin.display(description="Request")
+    def summary(self, approval):
+        return Truncator(approval.text).chars(90)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find requests by the first hex digits of their id, as shown in the list."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        prefix = search_term.strip().lower().replace("-", "")
+        if len(prefix) >= selectors.MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in prefix):
+            by_id = selectors.approvals_with_id_prefix(prefix).values("pk")
+            results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id))
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_decide_permission(self, request):
+        return request.user.has_perm(services.DECIDE_PERMISSION)
+
+    def has_archive_permission(self, request):
+        return request.user.has_perm(services.ARCHIVE_PERMISSION)
+
+    # One function per step, so a click and a bulk action take exactly the same path.
+    def _step(self, request, step, note=""):
+        actor = admin_actor(request)
+        if step == "archive":
+            return lambda approval: services.archive(approval.pk, actor=actor).changed
+        return lambda approval: services.decide(approval.pk, step, actor=actor, note=note).changed
+
+    def _run(self, request, queryset, step, note=""):
+        changed, skipped = apply_each(
+            queryset,
+            self._step(request, step, note),
+            lambda approval: approval.short_id,
+            unchanged=f"already {DONE[step]}",
+        )
+        report(request, DONE[step], changed, skipped)
+
+    @admin.action(description="Approve the selected requests", permissions=["decide"])
+    def approve(self, request, queryset):
+        self._run(request, queryset, "approve")
+
+    @admin.action(description="Deny the selected requests", permissions=["decide"])
+    def deny(self, request, queryset):
+        self._run(request, queryset, "deny")
+
+    @admin.action(description="Postpone the selected requests", permissions=["decide"])
+    def postpone(self, request, queryset):
+        self._run(request, queryset, "postpone")
+
+    @admin.action(description="Archive the selected requests", permissions=["archive"])
+    def archive(self, request, queryset):
+        self._run(request, queryset, "archive")
+
+    # --- The change page: decision buttons and the audit history -----------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/step/",
+                self.admin_site.admin_view(self.step_view),
+                name="claims_approvalrequest_step",
+            ),
+            *super().get_urls(),
+        ]
+
+    def available_steps(self, request, approval):
+        """The buttons to show: steps the request's status allows and the user may take."""
+        steps = []
+        if self.has_decide_permission(request) and approval.expires_at > timezone.now():
+            steps += [
+                step
+                for step, (_, allowed_from) in services.DECISIONS.items()
+                if approval.status in allowed_from
+            ]
+        if self.has_archive_permission(request) and approval.status in services.ARCHIVABLE:
+            steps.append("archive")
+        return steps
+
+    def change_page_context(self, request, approval):
+        context = super().change_page_context(request, approval)
+        if approval is not None:
+            context["step_url"] = reverse("admin:claims_approvalrequest_step", args=[approval.pk])
+            context["steps"] = [
+                (step, step.capitalize()) for step in self.available_steps(request, approval)
+            ]
+        return context
+
+    def step_view(self, request, object_id):
+        """A button on the change page: one step for one request, then back to the page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        approval = self.get_object(request, object_id)
+        if approval is None:
+            messages.error(request, f"No approval request with id {object_id}.")
+            return HttpResponseRedirect(reverse("admin:claims_approvalrequest_changelist"))
+        step = request.POST.get("step", "")
+        if step in DONE:
+            queryset = self.get_queryset(request).filter(pk=approval.pk)
+            self._run(request, queryset, step, note=request.POST.get("note", "").strip())
+        else:
+            messages.error(request, f"Unknown step {step!r}.")
+        return HttpResponseRedirect(
+            reverse("admin:claims_approvalrequest_change", args=[approval.pk])
+        )

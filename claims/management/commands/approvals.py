@@ -1,0 +1,95 @@
+import json
+
+from claims import selectors, services
+from claims.cli import ClaimsCommand, approval_as_dict
+from claims.errors import InvalidInput
+from claims.models import ApprovalRequest
+
+DECISIONS = ["approve", "deny", "postpone", "reopen"]
+
+
+class Command(ClaimsCommand):
+    help = "List, request, decide and archive approval requests."
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        listing = actions.add_parser("list", help="List requests, newest first.")
+        listing.add_argument("--status", choices=ApprovalRequest.Status.values)
+        listing.add_argument("--kind", choices=ApprovalRequest.Kind.values)
+        listing.add_argument("--limit", type=int, default=100, help="At most this many (100).")
+        listing.add_argument("--json", action="store_true", help="One JSON array on stdout.")
+
+        for decision in DECISIONS:
+            deciding = actions.add_parser(decision, help=f"{decision.capitalize()} a request.")
+            deciding.add_argument("id", help="The request id or at least 6 hex digits of it.")
+            deciding.add_argument("--user", required=True, help="The approver's username.")
+            deciding.add_argument("--note", default="", help="Why, for the audit trail.")
+
+        archiving = actions.add_parser("archive", help="Archive a finished request.")
+        archiving.add_argument("id", help="The request id or at least 6 hex digits of it.")
+        archiving.add_argument("--user", required=True, help="The archiving user's username.")
+
+        requesting = actions.add_parser("request", help="Ask the approvers a question.")
+        requesting.add_argument("--kind", required=True, choices=ApprovalRequest.Kind.values)
+        requesting.add_argument("--text", required=True, help="What is asked, in plain words.")
+        requesting.add_argument("--requested-by", required=True, help="Who asks (agent or person).")
+        requesting.add_argument("--claim", help="The id of the claim this request is about.")
+        requesting.add_argument("--payload", help="Machine-readable detail, as a JSON object.")
+        requesting.add_argument("--user", help="The requesting user's username, if any.")
+
+    def handle(self, *args, **options):
+        action = options["action"]
+        if action == "list":
+            self.list_requests(options)
+        elif action == "request":
+            self.request_approval(options)
+        elif action == "archive":
+            approval = selectors.find_approval_by_prefix(options["id"])
+            actor = self.actor(user=self.get_user(options["user"]))
+            self.write_decided(services.archive(approval.pk, actor=actor))
+        else:
+            approval = selectors.find_approval_by_prefix(options["id"])
+            actor = self.actor(user=self.get_user(options["user"]))
+            decided = services.decide(approval.pk, action, actor=actor, note=options["note"])
+            self.write_decided(decided)
+
+    def list_requests(self, options):
+        if options["limit"] < 1:
+            raise InvalidInput({"limit": "must be at least 1"})
+        approvals = ApprovalRequest.objects.select_related("decided_by").order_by("-created_at")
+        if options["status"]:
+            approvals = approvals.filter(status=options["status"])
+        if options["kind"]:
+            approvals = approvals.filter(kind=options["kind"])
+        approvals = approvals[: options["limit"]]
+        if options["json"]:
+            self.write_json([approval_as_dict(approval) for approval in approvals])
+            return
+        for approval in approvals:
+            self.stdout.write(
+                f"{approval.short_id}  {approval.status:<9}  {approval.kind:<8}  "
+                f"{approval.created_at:%Y-%m-%d %H:%M}  {approval.requested_by}: "
+                f"{' '.join(approval.text.split())[:80]}"
+            )
+
+    def request_approval(self, options):
+        payload = None
+        if options["payload"] is not None:
+            try:
+                payload = json.loads(options["payload"])
+            except json.JSONDecodeError as error:
+                raise InvalidInput({"payload": f"is not valid JSON ({error.msg})"}) from None
+        user = self.get_user(options["user"]) if options["user"] else None
+        approval = services.request_approval(
+            kind=options["kind"],
+            text=options["text"],
+            requested_by=options["requested_by"],
+            claim_id=options["claim"],
+            payload=payload,
+            actor=self.actor(user=user, label="" if user else options["requested_by"]),
+        )
+        self.write_json(approval_as_dict(approval))
+
+    def write_decided(self, decided):
+        self.write_json(approval_as_dict(decided.approval, changed=decided.changed))

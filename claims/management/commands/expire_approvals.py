@@ -1,0 +1,15 @@
+from claims import services
+from claims.cli import ClaimsCommand
+
+
+class Command(ClaimsCommand):
+    help = (
+        "Move pending and postponed requests past their expiry to expired, each audited. "
+        "Prints the count and the expired ids as JSON."
+    )
+
+    def handle(self, *args, **options):
+        expired = services.expire_overdue(actor=self.actor(label="expire_approvals"))
+        self.write_json(
+            {"expired": len(expired), "ids": [str(approval.pk) for approval in expired]}
+        )

@@ -1,0 +1,195 @@
+"""The bridge in the admin: dead letters to requeue, account links, and inbound updates to read.
+
+Outbound messages are written by the outbox only, so they are read-only here; the one thing staff
+can do is requeue failed or dead ones, which goes through ``outbox.requeue`` (permission check and
+audit included) after a confirmation page.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.timesince import timesince
+
+from audit.actors import Actor, Source
+from claims.errors import ClaimsError
+
+from . import outbox
+from .models import InboundUpdate, OutboundMessage, TelegramAccount
+
+Status = OutboundMessage.Status
+
+CONFIRMATION_TEMPLATE = "admin/telegram_bridge/outboundmessage/requeue_confirmation.html"
+
+
+class DeliveryStatusFilter(admin.SimpleListFilter):
+    """Opens on the messages that need attention: failed and dead."""
+
+    title = "status"
+    parameter_name = "delivery"
+    ATTENTION = "attention"
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [(self.ALL, "All"), *Status.choices]
+
+    def choices(self, changelist):
+        current = self.value() or self.ATTENTION
+        yield {
+            "selected": current == self.ATTENTION,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Failed or dead",
+        }
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset.filter(status__in=outbox.REQUEUABLE)
+        if value == self.ALL:
+            return queryset
+        return queryset.filter(status=value)
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "method",
+        "chat_id",
+        "status",
+        "attempts",
+        "requeues",
+        "error",
+        "age",
+        "requeue_button",
+    ]
+    list_filter = [DeliveryStatusFilter, "method"]
+    search_fields = ["dedupe_key", "last_error", "=chat_id", "=id"]
+    ordering = ["-created_at", "-id"]
+    actions = ["requeue_selected"]
+    readonly_fields = [field.name for field in OutboundMessage._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_requeue_permission(self, request):
+        return request.user.has_perm(outbox.REQUEUE_PERMISSION)
+
+    def get_list_display(self, request):
+        if self.has_requeue_permission(request):
+            return self.list_display
+        return [name for name in self.list_display if name != "requeue_button"]
+
+    @admin.display(description="error")
+    def error(self, message):
+        code = f"[{message.last_status_code}] " if message.last_status_code else ""
+        text = f"{code}{message.last_error}"
+        return text if len(text) <= 80 else f"{text[:79]}…"
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, message):
+        return f"{timesince(message.created_at)} ago"
+
+    @admin.display(description="")
+    def requeue_button(self, message):
+        if message.status not in outbox.REQUEUABLE:
+            return ""
+        url = reverse("admin:telegram_bridge_outboundmessage_requeue", args=[message.pk])
+        return format_html('<a class="button" href="{}">Requeue…</a>', url)
+
+    def get_urls(self):
+        requeue = self.admin_site.admin_view(self.requeue_view)
+        return [
+            path(
+                "<int:message_id>/requeue/",
+                requeue,
+                name="telegram_bridge_outboundmessage_requeue",
+            ),
+            *super().get_urls(),
+        ]
+
+    def requeue_view(self, request, message_id):
+        """GET asks for confirmation; POST (with the CSRF token) requeues."""
+        if not self.has_requeue_permission(request):
+            raise PermissionDenied
+        message = get_object_or_404(OutboundMessage, pk=message_id)
+        if request.method == "POST":
+            self._requeue(request, [message])
+            return redirect("admin:telegram_bridge_outboundmessage_changelist")
+        return self._confirmation(request, [message], bulk=False)
+
+    @admin.action(description="Requeue selected messages", permissions=["requeue"])
+    def requeue_selected(self, request, queryset):
+        if request.POST.get("post") == "yes":
+            self._requeue(request, queryset)
+            return None
+        return self._confirmation(request, queryset, bulk=True)
+
+    def _confirmation(self, request, queryset, *, bulk):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Requeue messages?",
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "bulk": bulk,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, CONFIRMATION_TEMPLATE, context)
+
+    def _requeue(self, request, queryset):
+        """Requeue each message through the outbox and say what happened to every one."""
+        actor = Actor(source=Source.ADMIN, user=request.user)
+        try:
+            report = outbox.requeue_many([message.pk for message in queryset], actor=actor)
+        except ClaimsError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return
+        level = messages.WARNING if report.skipped else messages.SUCCESS
+        self.message_user(request, str(report), level)
+
+
+@admin.register(TelegramAccount)
+class TelegramAccountAdmin(admin.ModelAdmin):
+    list_display = ["telegram_user_id", "telegram_username", "user", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["telegram_user_id", "telegram_username", "user__username"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(InboundUpdate)
+class InboundUpdateAdmin(admin.ModelAdmin):
+    """Updates as Telegram sent them and what became of them; the record is not to be edited."""
+
+    list_display = ["update_id", "status", "received_at", "processed_at", "short_error"]
+    list_filter = ["status"]
+    search_fields = ["=update_id", "error"]
+    ordering = ["-received_at", "-update_id"]
+    readonly_fields = [field.name for field in InboundUpdate._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="error")
+    def short_error(self, update):
+        return update.error if len(update.error) <= 80 else f"{update.error[:79]}…"

@@ -1,0 +1,39 @@
+"""What django-q2 runs for the Telegram bridge.
+
+``deliver`` is queued by ``outbox.enqueue`` after commit. ``sweep`` and ``auto_requeue`` are meant
+for schedules: ``sweep`` every minute (it delivers whatever is due, e.g. after the workers were
+down, and recovers rows a dead worker left ``sending``), ``auto_requeue`` every 15 minutes.
+"""
+
+from . import inbound, notifications, outbox
+
+
+def deliver(message_id):
+    """Send one outbound message (retries and dead letters: ``outbox.deliver``)."""
+    outbox.deliver(message_id)
+
+
+def sweep():
+    """Recover stale ``sending`` rows, then deliver every due message; returns the counts."""
+    recovered = outbox.recover_stale()
+    return {"recovered": recovered, **outbox.drain()}
+
+
+def auto_requeue():
+    """Give one batch of recently dead messages another round; returns how many."""
+    return len(outbox.auto_requeue())
+
+
+def process_update(update_pk):
+    """Act on one stored inbound update (queued by the webhook and the poller after commit)."""
+    inbound.process(update_pk)
+
+
+def process_stale_updates():
+    """Process inbound updates whose task was lost (broker down); for a schedule every minute."""
+    return inbound.process_stale()
+
+
+def refresh_approval_message(approval_id):
+    """Edit the approver chat's message once its original has been sent (``notifications``)."""
+    notifications.refresh_approval_message(approval_id)

@@ -1,0 +1,235 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from claims.models import Claim
+
+URL = "/api/v1/claims/"
+
+
+def claim(client, body, **headers):
+    return client.post(URL, body, format="json", headers=headers)
+
+
+@pytest.mark.django_db
+class TestClaiming:
+    def test_claim_grants_the_lease_to_the_tokens_user_by_default(self, agent_client, claim_body):
+        response = claim(agent_client, claim_body)
+        assert response.status_code == 201
+        body = response.json()
+        assert body["outcome"] == "acquired"
+        assert body["owner"] == "agent-bot"
+        assert body["agent_id"] == "agent-7"
+        assert body["live"] is True
+        assert "fingerprint" not in body
+
+    def test_an_explicit_owner_is_kept(self, agent_client, claim_body):
+        response = claim(agent_client, {**claim_body, "owner": "team-red"})
+        assert response.json()["owner"] == "team-red"
+
+    def test_claiming_again_as_the_holder_refreshes_with_200(self, agent_client, claim_body):
+        first = claim(agent_client, claim_body).json()
+        response = claim(agent_client, claim_body)
+        assert response.status_code == 200
+        assert response.json()["outcome"] == "refreshed"
+        assert response.json()["version"] == first["version"] + 1
+
+    def test_a_live_lease_of_someone_else_is_a_409_naming_holder_and_end(
+        self, agent_client, claim_body
+    ):
+        held = claim(agent_client, claim_body).json()
+        response = claim(agent_client, {**claim_body, "agent_id": "other", "fingerprint": "fp-x"})
+        assert response.status_code == 409
+        body = response.json()
+        assert body["error"] == "conflict"
+        assert body["holder"] == {"owner": "agent-bot", "agent_id": "agent-7"}
+        assert body["expires_at"] == Claim.objects.get(pk=held["id"]).expires_at.isoformat()
+        assert body["fields"] == {}
+
+    def test_an_expired_lease_is_taken_over_with_201(self, agent_client, claim_body):
+        held = claim(agent_client, claim_body).json()
+        Claim.objects.filter(pk=held["id"]).update(expires_at=timezone.now() - timedelta(1))
+        response = claim(agent_client, {**claim_body, "agent_id": "other", "fingerprint": "fp-x"})
+        assert response.status_code == 201
+        assert response.json()["outcome"] == "taken_over"
+        assert response.json()["previous_agent_id"] == "agent-7"
+
+    def test_missing_and_blank_fields_are_a_400_naming_each_field(self, agent_client):
+        response = claim(agent_client, {"story": " ", "ttl_seconds": "soon"})
+        assert response.status_code == 400
+        body = response.json()
+        assert body["error"] == "invalid"
+        assert set(body["fields"]) == {"story", "todolist", "agent_id", "fingerprint", "ttl_seconds"}
+        assert all(isinstance(problems, list) for problems in body["fields"].values())
+
+    def test_a_ttl_over_the_maximum_is_a_400_from_the_service(
+        self, agent_client, claim_body, settings
+    ):
+        settings.CLAIM_MAX_TTL = 600
+        response = claim(agent_client, {**claim_body, "ttl_seconds": 601})
+        assert response.status_code == 400
+        assert response.json()["fields"] == {"ttl_seconds": ["must be between 1 and 600 seconds"]}
+
+    def test_a_body_that_is_not_an_object_is_a_400(self, agent_client):
+        response = agent_client.post(URL, [1, 2], format="json")
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid"
+
+    def test_malformed_json_is_a_400(self, agent_client):
+        response = agent_client.post(URL, '{"story": ', content_type="application/json")
+        assert response.status_code == 400
+        assert response.json()["error"] == "parse_error"
+
+    def test_nul_characters_are_a_400_not_a_database_error(self, agent_client, claim_body):
+        response = claim(agent_client, {**claim_body, "story": "a\x00b"})
+        assert response.status_code == 400
+
+    def test_a_body_that_is_not_json_is_a_415(self, agent_client):
+        response = agent_client.post(URL, "story=x", content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 415
+        assert response.json()["error"] == "unsupported_media_type"
+
+
+@pytest.mark.django_db
+class TestRefreshAndRelease:
+    @pytest.fixture
+    def held(self, agent_client, claim_body):
+        return claim(agent_client, claim_body).json()
+
+    def test_the_holder_refreshes_its_lease(self, agent_client, held):
+        response = agent_client.post(
+            f"{URL}{held['id']}/refresh/", {"agent_id": "agent-7", "ttl_seconds": 900}, format="json"
+        )
+        assert response.status_code == 200
+        assert response.json()["ttl_seconds"] == 900
+        assert response.json()["version"] == held["version"] + 1
+
+    def test_the_holder_may_prove_itself_with_the_fingerprint(self, agent_client, held):
+        response = agent_client.post(
+            f"{URL}{held['id']}/release/", {"fingerprint": "fp-7"}, format="json"
+        )
+        assert response.status_code == 200
+        assert response.json()["live"] is False
+        assert response.json()["released_at"] is not None
+
+    @pytest.mark.parametrize("operation", ["refresh", "release"])
+    def test_someone_else_gets_403_not_holder(self, agent_client, held, operation):
+        response = agent_client.post(
+            f"{URL}{held['id']}/{operation}/", {"agent_id": "intruder"}, format="json"
+        )
+        assert response.status_code == 403
+        assert response.json()["error"] == "not_holder"
+        assert response.json()["holder"]["agent_id"] == "agent-7"
+
+    @pytest.mark.parametrize("operation", ["refresh", "release"])
+    def test_no_proof_of_holdership_is_a_400(self, agent_client, held, operation):
+        response = agent_client.post(f"{URL}{held['id']}/{operation}/", {}, format="json")
+        assert response.status_code == 400
+        assert "agent_id" in response.json()["fields"]
+
+    def test_refreshing_a_released_lease_is_403(self, agent_client, held):
+        agent_client.post(f"{URL}{held['id']}/release/", {"agent_id": "agent-7"}, format="json")
+        response = agent_client.post(
+            f"{URL}{held['id']}/refresh/", {"agent_id": "agent-7"}, format="json"
+        )
+        assert response.status_code == 403
+
+    def test_releasing_twice_changes_nothing_the_second_time(self, agent_client, held):
+        url = f"{URL}{held['id']}/release/"
+        first = agent_client.post(url, {"agent_id": "agent-7"}, format="json").json()
+        second = agent_client.post(url, {"agent_id": "agent-7"}, format="json")
+        assert second.status_code == 200
+        assert second.json()["version"] == first["version"]
+
+    @pytest.mark.parametrize("claim_id", ["999999", "abc", "99999999999999999999999"])
+    @pytest.mark.parametrize("operation", ["refresh/", "release/", ""])
+    def test_unknown_or_malformed_ids_are_404(self, agent_client, claim_id, operation):
+        if operation:
+            response = agent_client.post(
+                f"{URL}{claim_id}/{operation}", {"agent_id": "agent-7"}, format="json"
+            )
+        else:
+            response = agent_client.get(f"{URL}{claim_id}/")
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.django_db
+class TestListing:
+    @pytest.fixture
+    def claims(self, agent_client, claim_body):
+        claim(agent_client, claim_body)
+        claim(agent_client, {**claim_body, "story": "STORY-2", "agent_id": "agent-8"})
+        expired = claim(agent_client, {**claim_body, "story": "STORY-3", "owner": "team-blue"})
+        Claim.objects.filter(pk=expired.json()["id"]).update(expires_at=timezone.now())
+
+    def test_lists_every_claim_in_id_order(self, agent_client, claims):
+        body = agent_client.get(URL).json()
+        assert body["count"] == 3
+        assert [item["story"] for item in body["results"]] == ["STORY-1", "STORY-2", "STORY-3"]
+
+    @pytest.mark.parametrize(
+        ("query", "stories"),
+        [
+            ("agent_id=agent-8", ["STORY-2"]),
+            ("owner=team-blue", ["STORY-3"]),
+            ("story=STORY-1", ["STORY-1"]),
+            ("state=live", ["STORY-1", "STORY-2"]),
+            ("state=expired", ["STORY-3"]),
+        ],
+    )
+    def test_filters_by_holder_story_and_state(self, agent_client, claims, query, stories):
+        body = agent_client.get(f"{URL}?{query}").json()
+        assert [item["story"] for item in body["results"]] == stories
+
+    def test_an_unknown_state_is_a_400(self, agent_client, claims):
+        response = agent_client.get(f"{URL}?state=dormant")
+        assert response.status_code == 400
+        assert "state" in response.json()["fields"]
+
+    def test_pages_with_limit_and_offset(self, agent_client, claims):
+        body = agent_client.get(f"{URL}?limit=1&offset=1").json()
+        assert [item["story"] for item in body["results"]] == ["STORY-2"]
+        assert body["next"] and body["previous"]
+
+    def test_an_absurd_offset_is_an_empty_page(self, agent_client, claims):
+        response = agent_client.get(f"{URL}?offset=99999999999999999999999")
+        assert response.status_code == 200
+        assert response.json()["results"] == []
+
+    def test_one_claim(self, agent_client, claims):
+        first = Claim.objects.get(story="STORY-1")
+        response = agent_client.get(f"{URL}{first.pk}/")
+        assert response.status_code == 200
+        assert response.json()["story"] == "STORY-1"
+
+
+@pytest.mark.django_db
+class TestAudit:
+    def test_api_writes_are_audited_with_source_api_the_user_and_the_agent(
+        self, agent_client, agent_user, claim_body
+    ):
+        held = claim(agent_client, claim_body, **{"X-Request-ID": "req-42"}).json()
+        agent_client.post(f"{URL}{held['id']}/release/", {"agent_id": "agent-7"}, format="json")
+        events = list(AuditEvent.objects.filter(object_type="claims.claim").order_by("id"))
+        assert [event.action for event in events] == ["claim.acquired", "claim.released"]
+        assert {event.source for event in events} == {"api"}
+        assert {event.actor_id for event in events} == {agent_user.pk}
+        assert {event.actor_label for event in events} == {"agent-7"}
+        assert events[0].trace_id == "req-42"
+        assert len(events[1].trace_id) == 32
+
+    def test_the_trace_id_comes_from_traceparent_when_no_request_id(
+        self, agent_client, claim_body
+    ):
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        claim(agent_client, claim_body, traceparent=traceparent)
+        assert AuditEvent.objects.get(action="claim.acquired").trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    def test_a_malformed_request_id_is_replaced_by_a_new_trace_id(
+        self, agent_client, claim_body
+    ):
+        claim(agent_client, claim_body, **{"X-Request-ID": "x" * 500})
+        assert len(AuditEvent.objects.get(action="claim.acquired").trace_id) == 32

@@ -1,0 +1,98 @@
+"""The published OpenAPI schema: valid, complete, and true of the running API."""
+
+import re
+
+import pytest
+import requests
+import schemathesis
+from django.core.management import call_command
+from hypothesis import HealthCheck, settings
+from model_bakery import baker
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from claims import services
+from telegram_bridge.models import OutboundMessage
+
+from .conftest import token_for
+
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+)
+
+
+def test_the_schema_validates_without_warnings(tmp_path):
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
+
+
+@pytest.mark.django_db
+def test_every_operation_documents_every_error_status(client):
+    schema = client.get("/api/schema/?format=json").json()
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            assert {"401", "429"} <= documented, (method, path)
+            if "{id}" in path:
+                assert "404" in documented, (method, path)
+            if method == "post":
+                assert {"400", "403", "409", "422"} <= documented, (method, path)
+                names = {parameter["name"] for parameter in operation["parameters"]}
+                assert "Idempotency-Key" in names, (method, path)
+
+
+@pytest.mark.django_db
+def test_swagger_ui_is_served_with_local_assets_only(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert not re.search(r"(src|href)=\"https?://", page)
+
+
+@pytest.fixture
+def superuser(transactional_db):
+    return baker.make("auth.User", username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def live_schema(live_server, superuser):
+    """The schema as the running server publishes it, with some data to find."""
+    actor = services.Actor(source="system", label="fixture") if hasattr(services, "Actor") else None
+    from audit.actors import system_actor
+
+    actor = system_actor("fixture")
+    granted = services.claim(
+        story="S-1", todolist="t", owner="o", agent_id="a", fingerprint="f", actor=actor
+    )
+    services.request_approval(
+        kind="command", text="go?", requested_by="a", claim_id=granted.claim.pk, actor=actor
+    )
+    baker.make(OutboundMessage, status="dead", chat_id=1, payload={}, next_attempt_at=granted.claim.acquired_at)
+    return schemathesis.from_uri(
+        f"{live_server.url}/api/schema/?format=json", base_url=live_server.url
+    )
+
+
+schema = schemathesis.from_pytest_fixture("live_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_api_answers_as_its_schema_says(case, superuser):
+    response = case.call(headers={"Authorization": f"Token {token_for(superuser)}"}, timeout=30)
+    case.validate_response(response, checks=CHECKS)

@@ -1,0 +1,335 @@
+"""The admin as staff use it: list pages, bulk actions, change-page buttons, all audited."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from model_bakery import baker
+
+from audit.actors import Actor, Source
+from audit.models import AuditEvent
+from claims import services
+from claims.models import ApprovalRequest, Claim
+
+pytestmark = pytest.mark.django_db
+
+Status = ApprovalRequest.Status
+CLAIMS_URL = reverse("admin:claims_claim_changelist")
+APPROVALS_URL = reverse("admin:claims_approvalrequest_changelist")
+
+
+def texts(response):
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def step_url(approval):
+    return reverse("admin:claims_approvalrequest_step", args=[approval.pk])
+
+
+def change_url(approval):
+    return reverse("admin:claims_approvalrequest_change", args=[approval.pk])
+
+
+def make_claim(agent, *, story="checkout", todolist="payment-form", ttl=300):
+    return services.claim(
+        story=story,
+        todolist=todolist,
+        owner=f"owner-of-{agent}",
+        agent_id=agent,
+        fingerprint=f"{agent}-fp",
+        ttl_seconds=ttl,
+        actor=Actor(source=Source.API, label=agent),
+    ).claim
+
+
+@pytest.fixture
+def approver_client(client, approver):
+    client.force_login(approver)
+    return client
+
+
+@pytest.fixture
+def supervisor_client(client, supervisor):
+    client.force_login(supervisor)
+    return client
+
+
+def test_claim_list_shows_holder_and_time_left_for_each_state(admin_client):
+    make_claim("builder-7", todolist="live", ttl=600)
+    expired = make_claim("builder-8", todolist="expired")
+    Claim.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
+    released = make_claim("builder-9", todolist="released")
+    services.release(released.pk, agent_id="builder-9", actor=Actor(source=Source.API))
+
+    response = admin_client.get(CLAIMS_URL)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "owner-of-builder-7 / builder-7" in page
+    assert "checkout/live" in page
+    assert "expired" in page and "released" in page
+    assert admin_client.get(CLAIMS_URL, {"lease": "live"}).context["cl"].result_count == 1
+    assert admin_client.get(CLAIMS_URL, {"lease": "expired"}).context["cl"].result_count == 1
+    assert admin_client.get(CLAIMS_URL, {"lease": "released"}).context["cl"].result_count == 1
+    assert admin_client.get(CLAIMS_URL, {"q": "builder-8"}).context["cl"].result_count == 1
+
+
+def test_claims_are_not_added_edited_or_deleted_by_hand(admin_client):
+    claim = make_claim("builder-7")
+    change = reverse("admin:claims_claim_change", args=[claim.pk])
+
+    assert admin_client.get(reverse("admin:claims_claim_add")).status_code == 403
+    assert (
+        admin_client.get(reverse("admin:claims_claim_delete", args=[claim.pk])).status_code == 403
+    )
+    page = admin_client.get(change)
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    admin_client.post(change, {"owner": "mallory"})
+    claim.refresh_from_db()
+    assert claim.owner == "owner-of-builder-7"
+
+
+def test_claim_page_shows_its_audit_history(admin_client):
+    claim = make_claim("builder-7")
+    services.refresh(
+        claim.pk, agent_id="builder-7", actor=Actor(source=Source.CLI, label="builder-7")
+    )
+
+    page = admin_client.get(reverse("admin:claims_claim_change", args=[claim.pk]))
+
+    assert [event.action for event in page.context["history"]] == [
+        "claim.acquired",
+        "claim.refreshed",
+    ]
+    assert "owner-of-builder-7 / builder-7" in page.content.decode()
+
+
+def test_force_release_action_is_audited_with_the_staff_user(supervisor_client, supervisor):
+    live = make_claim("builder-7", todolist="live")
+    released = make_claim("builder-8", todolist="done")
+    services.release(released.pk, agent_id="builder-8", actor=Actor(source=Source.API))
+
+    response = supervisor_client.post(
+        CLAIMS_URL,
+        {"action": "force_release", "_selected_action": [live.pk, released.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert texts(response) == ["1 force-released; 1 skipped: checkout/done is already released"]
+    live.refresh_from_db()
+    assert not live.is_live()
+    event = AuditEvent.objects.get(action="claim.force_released")
+    assert (event.actor, event.source, event.object_id) == (supervisor, "admin", str(live.pk))
+
+
+def test_take_over_action_gives_the_lease_to_the_staff_user(supervisor_client, supervisor):
+    claim = make_claim("builder-7")
+
+    response = supervisor_client.post(
+        CLAIMS_URL, {"action": "take_over", "_selected_action": [claim.pk]}, follow=True
+    )
+
+    assert texts(response) == ["1 taken over"]
+    claim.refresh_from_db()
+    assert (claim.owner, claim.previous_agent_id) == ("supervisor", "builder-7")
+    assert AuditEvent.objects.get(action="claim.taken_over").actor == supervisor
+
+
+def test_claim_actions_are_offered_only_with_the_permission(client, supervisor):
+    make_claim("builder-7")
+    client.force_login(supervisor)
+    offered = client.get(CLAIMS_URL).context["action_form"].fields["action"].choices
+    assert {"force_release", "take_over"} <= {name for name, _ in offered}
+
+    viewer = baker.make("auth.User", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_claim"))
+    client.force_login(viewer)
+    response = client.get(CLAIMS_URL)
+    assert response.status_code == 200
+    assert response.context["action_form"] is None
+
+
+def test_approval_and_audit_lists_render(approver_client, admin_client, make_approval):
+    make_approval(text="Run migrate on production")
+    make_approval(status=Status.DENIED, kind="manifest")
+
+    response = approver_client.get(APPROVALS_URL)
+    assert response.status_code == 200
+    assert "Run migrate on production" in response.content.decode()
+    assert approver_client.get(APPROVALS_URL, {"status__exact": "pending"}).status_code == 200
+    assert approver_client.get(APPROVALS_URL, {"kind__exact": "command"}).status_code == 200
+    assert admin_client.get(reverse("admin:audit_auditevent_changelist")).status_code == 200
+
+
+@pytest.mark.parametrize("term", ["migrate", "ops-bot", "short-id", "full-id"], ids=str)
+def test_approvals_are_found_by_text_requester_or_id(term, approver_client, make_approval):
+    wanted = make_approval(text="Run migrate on production", requested_by="ops-bot")
+    make_approval(text="Restart workers", requested_by="deploy-bot")
+    query = {"short-id": wanted.short_id, "full-id": str(wanted.pk)}.get(term, term)
+
+    response = approver_client.get(APPROVALS_URL, {"q": query})
+
+    assert [a.pk for a in response.context["cl"].result_list] == [wanted.pk]
+
+
+def test_bulk_approve_reports_changed_and_skipped(approver_client, approver, make_approval):
+    pending = [make_approval(), make_approval()]
+    denied = make_approval(status=Status.DENIED)
+    already = make_approval(status=Status.APPROVED)
+    overdue = make_approval(expires_in=-timedelta(minutes=1))
+    selected = [*pending, denied, already, overdue]
+
+    response = approver_client.post(
+        APPROVALS_URL,
+        {"action": "approve", "_selected_action": [str(a.pk) for a in selected]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    [message] = texts(response)
+    assert message.startswith("2 approved; 3 skipped: ")
+    assert f"{denied.short_id} is denied" in message
+    assert f"{already.short_id} is already approved" in message
+    assert f"Request {overdue.short_id} expired at" in message
+    events = AuditEvent.objects.filter(action="approval.approved")
+    assert {e.object_id for e in events} == {str(a.pk) for a in pending}
+    assert {(e.actor, e.source) for e in events} == {(approver, "admin")}
+
+
+@pytest.mark.parametrize(
+    ("action", "start", "end"),
+    [
+        ("deny", Status.PENDING, Status.DENIED),
+        ("postpone", Status.PENDING, Status.POSTPONED),
+        ("archive", Status.APPROVED, Status.ARCHIVED),
+    ],
+)
+def test_bulk_actions_call_the_services(action, start, end, approver_client, make_approval):
+    approval = make_approval(status=start)
+
+    response = approver_client.post(
+        APPROVALS_URL, {"action": action, "_selected_action": [str(approval.pk)]}, follow=True
+    )
+
+    assert texts(response) == [f"1 {end}"]
+    approval.refresh_from_db()
+    assert approval.status == end
+
+
+def test_bulk_archive_of_an_undecided_request_says_why(approver_client, make_approval):
+    approval = make_approval()
+
+    response = approver_client.post(
+        APPROVALS_URL, {"action": "archive", "_selected_action": [str(approval.pk)]}, follow=True
+    )
+
+    assert texts(response) == [
+        f"0 archived; 1 skipped: Request {approval.short_id} is pending; decide it before archiving"
+    ]
+
+
+def test_change_page_shows_only_possible_steps(approver_client, make_approval):
+    pending = make_approval()
+    postponed = make_approval(status=Status.POSTPONED)
+    approved = make_approval(status=Status.APPROVED)
+    overdue = make_approval(expires_in=-timedelta(minutes=1))
+
+    def steps(approval):
+        return [step for step, _ in approver_client.get(change_url(approval)).context["steps"]]
+
+    assert steps(pending) == ["approve", "deny", "postpone"]
+    assert steps(postponed) == ["approve", "deny", "reopen"]
+    assert steps(approved) == ["archive"]
+    assert steps(overdue) == []
+
+
+def test_change_page_offers_no_steps_without_the_permission(client, make_approval):
+    viewer = baker.make("auth.User", is_staff=True, is_superuser=False)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_approvalrequest"))
+    client.force_login(viewer)
+    approval = make_approval()
+
+    response = client.get(change_url(approval))
+
+    assert response.status_code == 200
+    assert response.context["steps"] == []
+    assert 'id="approvalrequest_steps"' not in response.content.decode()
+    refused = client.post(step_url(approval), {"step": "approve"}, follow=True)
+    assert texts(refused) == [
+        f"0 approved; 1 skipped: {viewer.username} may not decide approval requests"
+    ]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_change_page_button_decides_with_a_note_and_shows_the_history(
+    approver_client, approver, make_approval
+):
+    approval = make_approval()
+
+    response = approver_client.post(
+        step_url(approval), {"step": "deny", "note": "Not during the freeze"}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == change_url(approval)
+    assert texts(response) == ["1 denied"]
+    approval.refresh_from_db()
+    assert (approval.status, approval.decided_by, approval.decision_note) == (
+        Status.DENIED,
+        approver,
+        "Not during the freeze",
+    )
+    event = AuditEvent.objects.get(object_id=str(approval.pk))
+    assert (event.action, event.actor, event.source) == ("approval.denied", approver, "admin")
+    page = response.content.decode()
+    assert 'id="audit_history"' in page
+    assert "approval.denied" in page and "Not during the freeze" in page
+
+
+def test_change_page_button_refusals_become_messages(approver_client, make_approval):
+    approval = make_approval(status=Status.DENIED)
+
+    refused = approver_client.post(step_url(approval), {"step": "approve"}, follow=True)
+    unknown = approver_client.post(step_url(approval), {"step": "explode"}, follow=True)
+    missing = approver_client.post(
+        reverse("admin:claims_approvalrequest_step", args=["not-a-request"]),
+        {"step": "approve"},
+        follow=True,
+    )
+
+    assert texts(refused) == [f"0 approved; 1 skipped: {approval.short_id} is denied"]
+    assert texts(unknown) == ["Unknown step 'explode'."]
+    assert missing.status_code == 200
+    assert texts(missing) == ["No approval request with id not-a-request."]
+    assert not AuditEvent.objects.exists()
+
+
+def test_change_page_buttons_need_post_and_csrf(approver, make_approval):
+    approval = make_approval()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(approver)
+
+    assert client.get(step_url(approval)).status_code == 405
+    assert client.post(step_url(approval), {"step": "approve"}).status_code == 403
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_approval_requests_are_not_added_edited_or_deleted_by_hand(admin_client, make_approval):
+    approval = make_approval()
+
+    assert admin_client.get(reverse("admin:claims_approvalrequest_add")).status_code == 403
+    delete = reverse("admin:claims_approvalrequest_delete", args=[approval.pk])
+    assert admin_client.get(delete).status_code == 403
+    admin_client.post(change_url(approval), {"status": "approved", "text": "changed"})
+    approval.refresh_from_db()
+    assert (approval.status, approval.text) == (
+        Status.PENDING,
+        "Restart the queue workers on worker-03",
+    )

@@ -1,0 +1,102 @@
+"""Races settled by PostgreSQL row locks: many clients at the same moment, one winner."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from audit.actors import Actor, Source
+from audit.models import AuditEvent
+from claims import services
+from claims.errors import ClaimConflict, InvalidTransition
+from claims.models import Claim
+
+# Serialized rollback puts back what migrations created (the Approvers group) after each flush.
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def run_together(*calls):
+    """Run each call in its own thread and database connection, released at the same moment.
+
+    Returns what each call returned or raised, in order.
+    """
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call()
+        except Exception as error:  # each result, error or not, is for the test to judge
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+def test_eight_parallel_claimers_on_one_work_item_get_exactly_one_lease():
+    def claimer(n):
+        return lambda: services.claim(
+            story="checkout",
+            todolist="payment-form",
+            owner=f"owner-{n}",
+            agent_id=f"agent-{n}",
+            fingerprint=f"fp-{n}",
+            ttl_seconds=300,
+            actor=Actor(source=Source.API, label=f"agent-{n}"),
+        )
+
+    results = run_together(*(claimer(n) for n in range(8)))
+
+    granted = [r for r in results if isinstance(r, services.Granted)]
+    conflicts = [r for r in results if isinstance(r, ClaimConflict)]
+    assert len(granted) == 1, results
+    assert len(conflicts) == 7, results
+    claim = Claim.objects.get()
+    assert claim.agent_id == granted[0].claim.agent_id
+    assert claim.version == 1
+    assert AuditEvent.objects.filter(action="claim.acquired").count() == 1
+    assert AuditEvent.objects.count() == 1
+    assert {c.context["holder"]["agent_id"] for c in conflicts} == {claim.agent_id}
+
+
+def test_concurrent_approve_and_deny_have_exactly_one_winner(make_approval, approver_actor):
+    approval = make_approval()
+
+    results = run_together(
+        lambda: services.decide(approval.pk, "approve", actor=approver_actor),
+        lambda: services.decide(approval.pk, "deny", actor=approver_actor),
+    )
+
+    winners = [r for r in results if isinstance(r, services.Decided)]
+    losers = [r for r in results if isinstance(r, InvalidTransition)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    approval.refresh_from_db()
+    assert approval.status == winners[0].approval.status
+    assert losers[0].status == approval.status
+    assert AuditEvent.objects.filter(object_id=str(approval.pk)).count() == 1
+
+
+def test_concurrent_identical_approvals_write_one_event(make_approval, approver_actor):
+    approval = make_approval()
+
+    results = run_together(
+        *(lambda: services.decide(approval.pk, "approve", actor=approver_actor) for _ in range(4))
+    )
+
+    assert all(isinstance(r, services.Decided) for r in results), results
+    assert sorted(r.changed for r in results) == [False, False, False, True]
+    assert (
+        AuditEvent.objects.filter(object_id=str(approval.pk), action="approval.approved").count()
+        == 1
+    )
