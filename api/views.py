@@ -6,6 +6,7 @@ turned into answers in ``api.exceptions``, never here.
 """
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
+from django.http import JsonResponse
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -18,6 +19,7 @@ from telegram_bridge import outbox
 from telegram_bridge.models import OutboundMessage
 
 from .actors import api_actor
+from .exceptions import error_body
 from .filters import ApprovalFilter, AuditEventFilter, ClaimFilter, OutboundMessageFilter
 from .idempotency import idempotent
 from .pagination import AuditCursorPagination
@@ -39,6 +41,11 @@ from .serializers import (
 )
 
 
+def no_such_endpoint(request, path=""):
+    """Unknown paths under /api/ answer with the API's error body, not Django's HTML page."""
+    return JsonResponse(error_body("not_found", "No API endpoint at this path."), status=404)
+
+
 def validated(serializer_class, request):
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -51,6 +58,8 @@ def validated(serializer_class, request):
 )
 class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Leases on work items: claim, refresh, release."""
+
+    lookup_value_regex = "[^/]+"
 
     queryset = Claim.objects.order_by("id")
     serializer_class = ClaimSerializer
@@ -142,6 +151,8 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     different decision on a decided request answers 409 with its current ``status``.
     """
 
+    lookup_value_regex = "[^/]+"
+
     queryset = ApprovalRequest.objects.select_related("requested_by_user", "decided_by")
     serializer_class = ApprovalSerializer
     filterset_class = ApprovalFilter
@@ -217,6 +228,8 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The append-only audit trail; staff with the audit view permission only."""
 
+    lookup_value_regex = "[^/]+"
+
     queryset = AuditEvent.objects.select_related("actor")
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
@@ -236,6 +249,8 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 )
 class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
     """The Telegram outbox, for staff: see what failed and send it again."""
+
+    lookup_value_regex = "[^/]+"
 
     queryset = OutboundMessage.objects.order_by("id")
     serializer_class = OutboundMessageSerializer

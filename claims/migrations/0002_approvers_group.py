@@ -1,28 +1,16 @@
 """Create the "Approvers" group holding the permissions to decide and archive requests."""
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-GROUP = "Approvers"
-PERMISSIONS = ["decide_approvalrequest", "archive_approvalrequest", "view_approvalrequest"]
+from claims.groups import APPROVERS, ensure_approvers_group
 
 
 def create_group(apps, schema_editor):
-    # Permissions are normally created after all migrations; make sure they exist now.
-    app_config = apps.get_app_config("claims")
-    app_config.models_module = True
-    create_permissions(app_config, verbosity=0, apps=apps)
-    app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name=GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="claims", codename__in=PERMISSIONS)
-    )
+    ensure_approvers_group(apps)
 
 
 def remove_group(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.filter(name=GROUP).delete()
+    apps.get_model("auth", "Group").objects.filter(name=APPROVERS).delete()
 
 
 class Migration(migrations.Migration):
