@@ -156,7 +156,11 @@ OUTBOX_BACKOFF_MAX = env.float("OUTBOX_BACKOFF_MAX", default=300.0)
 OUTBOX_INLINE_WAIT_MAX = env.float("OUTBOX_INLINE_WAIT_MAX", default=10.0)
 # A row left in "sending" longer than this belonged to a worker that died mid-send.
 OUTBOX_SENDING_LEASE = env.int("OUTBOX_SENDING_LEASE", default=180)
+# The sweep's bulk drain: how long one run goes on, and how many rows it takes at a time.
 OUTBOX_DRAIN_SECONDS = env.float("OUTBOX_DRAIN_SECONDS", default=50.0)
+OUTBOX_DRAIN_BATCH = env.int("OUTBOX_DRAIN_BATCH", default=10)
+# After its own message, a delivery task drains any backlog for at most this long.
+OUTBOX_TASK_DRAIN_SECONDS = env.float("OUTBOX_TASK_DRAIN_SECONDS", default=10.0)
 OUTBOX_REQUEUE_MAX = env.int("OUTBOX_REQUEUE_MAX", default=3)
 OUTBOX_REQUEUE_WINDOW_HOURS = env.int("OUTBOX_REQUEUE_WINDOW_HOURS", default=72)
 OUTBOX_REQUEUE_BATCH = env.int("OUTBOX_REQUEUE_BATCH", default=10)

@@ -132,14 +132,17 @@ def start_gunicorn(env, port, workers, threads):
         env=env,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
+    return process
+
+
+def wait_until_serving(port):
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
-            return process
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
+            requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=5)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
     raise SystemExit("gunicorn did not start")
 
 
@@ -224,6 +227,7 @@ def main():
         keys, pending = prepare(env, options.clients, options.approvals)
         port = free_port()
         process = start_gunicorn(env, port, options.workers, options.threads)
+        wait_until_serving(port)
         base = f"http://127.0.0.1:{port}/api/v1"
         clients = sessions(keys)
         print(

@@ -1,6 +1,9 @@
-"""Throughput of approvals and claims through the service layer, on PostgreSQL.
+r"""Throughput of approvals and claims through the service layer, on PostgreSQL.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/claimdesk .venv/bin/python bench/approvals.py
+    DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/claimdesk \
+        .venv/bin/python bench/approvals.py
+
+(``DEBUG=1`` only spares setting production secrets; the run itself turns query logging off.)
 
 Runs in a throwaway database (created from the migrations, dropped afterwards), one client, one
 connection. It times ``services.decide(..., "approve")`` on requests created beforehand, each
@@ -54,12 +57,15 @@ def queries_per_call(operation):
     return len(queries)
 
 
-def timed(count, operation):
-    """Seconds taken to run ``operation(i)`` for i in range(count)."""
-    started = time.perf_counter()
-    for i in range(count):
-        operation(i)
-    return time.perf_counter() - started
+class Timing:
+    """Wall-clock seconds, and the CPU seconds this process spent (the rest is waiting)."""
+
+    def __init__(self, count, operation):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(count):
+            operation(i)
+        self.seconds = time.perf_counter() - wall
+        self.cpu_seconds = time.process_time() - cpu
 
 
 def bench_approvals(count):
@@ -80,11 +86,11 @@ def bench_approvals(count):
     # The first decision also loads the approver's permissions; count the queries of the second.
     services.decide(ids.pop(), "approve", actor=actor)
     queries = queries_per_call(lambda: services.decide(ids.pop(), "approve", actor=actor))
-    seconds = timed(len(ids), lambda i: services.decide(ids[i], "approve", actor=actor))
+    timing = Timing(len(ids), lambda i: services.decide(ids[i], "approve", actor=actor))
     approved = ApprovalRequest.objects.filter(status=ApprovalRequest.Status.APPROVED).count()
     events = AuditEvent.objects.filter(action="approval.approved").count()
     assert approved == events == count, (approved, events, count)
-    return len(ids), seconds, queries
+    return len(ids), timing, queries
 
 
 def bench_claims(pairs):
@@ -102,11 +108,14 @@ def bench_claims(pairs):
         )
         services.release(granted.claim.pk, agent_id="bench-agent", actor=actor)
 
-    return timed(pairs, claim_and_release)
+    return Timing(pairs, claim_and_release)
 
 
-def line(label, count, seconds, unit):
-    return f"{label:<44} {count:>6} in {seconds:7.2f} s = {count / seconds:8.1f} {unit}/s"
+def line(label, count, timing, unit):
+    return (
+        f"{label:<42} {count:>5} in {timing.seconds:6.2f} s = {count / timing.seconds:7.1f} "
+        f"{unit}/s  (this process's CPU: {timing.cpu_seconds * 1000 / count:.2f} ms each)"
+    )
 
 
 def main():
@@ -141,19 +150,19 @@ def main():
         version = connection.cursor().connection.info.server_version
         print(f"Database {bench_name}, PostgreSQL {version // 10000}.{version % 10000}")
         floor = commit_latency()
-        approvals, approve_seconds, queries = bench_approvals(options.approvals)
-        pair_seconds = bench_claims(options.pairs)
+        approvals, approving, queries = bench_approvals(options.approvals)
+        pairing = bench_claims(options.pairs)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
-    rate = approvals / approve_seconds
+    rate = approvals / approving.seconds
     print(
         f"Commit of one tiny write: {floor * 1000:.2f} ms "
         f"(so at most {1 / floor:.0f} transactions/s on this disk)"
     )
     print(f"Queries per approval: {queries}, BEGIN and COMMIT included")
-    print(line("Approvals (pending -> approved, audited)", approvals, approve_seconds, "ops"))
-    print(line("Claim + release pairs (each audited)", options.pairs, pair_seconds, "pairs"))
+    print(line("Approvals (pending -> approved, audited)", approvals, approving, "ops"))
+    print(line("Claim + release pairs (each audited)", options.pairs, pairing, "pairs"))
     verdict = "meets" if rate >= TARGET_APPROVALS_PER_SECOND else "BELOW"
     print(
         f"Approvals: {rate / TARGET_APPROVALS_PER_SECOND:.2f}x the target of "

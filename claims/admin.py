@@ -2,7 +2,7 @@
 
 Nothing is edited by hand here: every change is a click that calls ``claims.services`` with the
 staff user as actor, so the rules and the audit trail are the same as for the API, the CLI and
-Telegram. Domain errors become admin messages in ``report``, the one place that words them.
+Telegram. Domain errors become admin messages in ``apply_each``, the one place that catches them.
 """
 
 from django.contrib import admin, messages

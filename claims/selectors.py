@@ -12,9 +12,11 @@ from .models import ApprovalRequest, Claim
 MIN_ID_PREFIX = 6
 
 
-def get_claim(claim_id):
+def get_claim(claim_id, *, lock=False):
+    """The claim with ``claim_id``; ``lock`` holds its row until the caller's transaction ends."""
+    queryset = Claim.objects.select_for_update() if lock else Claim.objects
     try:
-        return Claim.objects.get(pk=int(claim_id))
+        return queryset.get(pk=int(claim_id))
     except (Claim.DoesNotExist, TypeError, ValueError, OverflowError):
         raise NotFound(f"No claim with id {claim_id}.") from None
 
@@ -34,9 +36,11 @@ def expired_claims(now=None):
     return Claim.objects.filter(Q(released_at__isnull=False) | Q(expires_at__lte=now or timezone.now()))
 
 
-def get_approval(approval_id):
+def get_approval(approval_id, *, lock=False):
+    """The request with ``approval_id``; ``lock`` holds its row until the transaction ends."""
+    queryset = ApprovalRequest.objects.select_for_update() if lock else ApprovalRequest.objects
     try:
-        return ApprovalRequest.objects.get(pk=approval_id)
+        return queryset.get(pk=approval_id)
     except (ApprovalRequest.DoesNotExist, ValidationError, ValueError, TypeError):
         # A string that is not a UUID at all is just as unknown as one that matches nothing.
         raise NotFound(f"No approval request with id {approval_id}.") from None

@@ -89,11 +89,6 @@ def _claim_details(claim, **extra):
     }
 
 
-def _lock_claim(claim_id):
-    get_claim(claim_id)
-    return Claim.objects.select_for_update().get(pk=claim_id)
-
-
 def _hand_over(claim, holder, now):
     """Give ``claim`` to a new holder, remembering the previous one."""
     claim.previous_owner, claim.previous_agent_id = claim.owner, claim.agent_id
@@ -192,7 +187,7 @@ def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
         fields["agent_id"] = "give the agent id or the fingerprint of the holder"
     if fields:
         raise InvalidInput(fields)
-    claim = _lock_claim(claim_id)
+    claim = get_claim(claim_id, lock=True)
     _check_holder(claim, agent_id, fingerprint)
     if claim.released_at is not None:
         raise NotHolder(f"{claim.work_item} was released; claim it again.")
@@ -206,7 +201,7 @@ def release(claim_id, *, agent_id="", fingerprint="", actor):
     """End the holder's lease. Releasing a lease already released changes nothing."""
     if not (agent_id or fingerprint):
         raise InvalidInput({"agent_id": "give the agent id or the fingerprint of the holder"})
-    claim = _lock_claim(claim_id)
+    claim = get_claim(claim_id, lock=True)
     _check_holder(claim, agent_id, fingerprint)
     if claim.released_at is None:
         _end(claim)
@@ -229,7 +224,7 @@ def _require(actor, permission, doing):
 def force_release(claim_id, *, actor):
     """Staff end someone else's lease; the audit event names the staff user."""
     _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
-    claim = _lock_claim(claim_id)
+    claim = get_claim(claim_id, lock=True)
     if claim.released_at is not None:
         return claim
     _end(claim)
@@ -241,7 +236,7 @@ def force_release(claim_id, *, actor):
 def take_over(claim_id, *, actor, ttl_seconds=None):
     """Staff take a lease for themselves, live or not."""
     _require(actor, FORCE_RELEASE_PERMISSION, "take over claims")
-    claim = _lock_claim(claim_id)
+    claim = get_claim(claim_id, lock=True)
     holder = _holder_fields(
         actor.name, f"{actor.source}:{actor.name}", f"{actor.source}:{actor.name}", ttl_seconds
     )
@@ -330,8 +325,7 @@ def decide(approval_id, decision, *, actor, note=""):
     if decision not in DECISIONS:
         raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
-    get_approval(approval_id)
-    approval = ApprovalRequest.objects.select_for_update().get(pk=approval_id)
+    approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
     if approval.status == target:
         return Decided(approval, False)
@@ -359,7 +353,16 @@ def decide(approval_id, decision, *, actor, note=""):
     approval.decided_at = now if decision != "reopen" else None
     approval.decision_source = actor.source if decision != "reopen" else ""
     approval.decision_note = note
-    approval.save()
+    approval.save(
+        update_fields=[
+            "status",
+            "decided_by",
+            "decided_at",
+            "decision_source",
+            "decision_note",
+            "updated_at",
+        ]
+    )
     record(
         DECISION_ACTIONS[decision],
         actor=actor,
@@ -377,8 +380,7 @@ ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
 def archive(approval_id, *, actor):
     """File away a request that is finished with. Archiving twice changes nothing."""
     _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
-    get_approval(approval_id)
-    approval = ApprovalRequest.objects.select_for_update().get(pk=approval_id)
+    approval = get_approval(approval_id, lock=True)
     if approval.status == Status.ARCHIVED:
         return Decided(approval, False)
     if approval.status not in ARCHIVABLE:

@@ -11,6 +11,7 @@ or the chat and message id), so an update delivered twice decides once and answe
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from html import escape
 
 from audit.actors import Actor, Source
@@ -63,12 +64,14 @@ class Sender:
         )
         return cls(
             telegram_id=from_user["id"],
-            username=username if isinstance(username, str) else "",
+            # Telegram usernames have at most 32 characters; the audit label keeps 200.
+            username=username[:64] if isinstance(username, str) else "",
             user=account.user if account else None,
         )
 
-    @property
+    @cached_property
     def actor(self):
+        """Built once per update, so everything the update causes shares one trace id."""
         label = f"@{self.username}" if self.username else str(self.telegram_id)
         return Actor(source=Source.TELEGRAM, user=self.user, label=label)
 

@@ -8,12 +8,16 @@ handler failure never takes the worker down with it.
 
 import logging
 import math
+import os
+from contextlib import nullcontext
 from datetime import timedelta
 from functools import partial
 from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from backoffice.redaction import redact
@@ -57,30 +61,45 @@ def store(update, *, dispatch=True):
         payload = _storable(update)
     except RecursionError:
         raise InvalidInput({"update": "is nested too deeply"}) from None
+    # One INSERT commits by itself, which keeps the webhook to a single round trip; inside a
+    # caller's transaction a savepoint keeps a duplicate from spoiling the rest of it.
+    in_transaction = transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if in_transaction else nullcontext():
             row = InboundUpdate.objects.create(
                 update_id=update_id,
                 payload=payload,
                 status=Status.RECEIVED if handled else Status.IGNORED,
                 processed_at=None if handled else timezone.now(),
             )
-            if handled and dispatch:
-                transaction.on_commit(partial(_dispatch, row.pk))
     except IntegrityError:
         existing = InboundUpdate.objects.filter(update_id=update_id).first()
         if existing is None:
             raise InvalidInput({"update": "cannot be stored"}) from None
         return Stored(existing, False)
+    if handled and dispatch:
+        transaction.on_commit(partial(_dispatch, row.pk))
     return Stored(row, True)
 
 
 def _dispatch(update_pk):
     # The update is safely stored; if the broker is down, process_stale() picks it up later.
     try:
-        async_task("telegram_bridge.tasks.process_update", update_pk)
+        async_task("telegram_bridge.tasks.process_update", update_pk, broker=_broker())
     except Exception as error:
         logger.error("Could not queue update #%s for processing: %s", update_pk, redact(error))
+
+
+_brokers = {}
+
+
+def _broker():
+    """This process's queue broker. django-q2 builds a new one, and with Redis a new connection,
+    for every task unless it is handed one; the webhook queues a task per request."""
+    key = (os.getpid(), Conf.CLUSTER_NAME)
+    if key not in _brokers:
+        _brokers[key] = get_broker()
+    return _brokers[key]
 
 
 def process(update_pk):

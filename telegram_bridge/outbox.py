@@ -53,10 +53,13 @@ NOT_MODIFIED = "message is not modified"
 
 
 class Attempted(NamedTuple):
-    """What one delivery attempt left behind: the row's status and, if due again, when (seconds)."""
+    """The outcome of one delivery attempt: the row's new status and fields, and when it is due
+    again (seconds), if it is. ``refused`` marks a 429, after which booked slots are stale."""
 
     status: str
+    fields: dict
     retry_in: float | None = None
+    refused: bool = False
 
 
 # --- Enqueueing (inside the caller's transaction) -------------------------------------------
@@ -106,9 +109,12 @@ def enqueue(*, method, chat_id, payload, dedupe_key):
 
 
 def hand_to_worker(message_id):
-    """Put a delivery task on the queue; if the broker is unreachable the sweep delivers later."""
+    """Put a delivery task on the queue; if the broker is unreachable the sweep delivers later.
+
+    A successful delivery is recorded on the message itself, so django-q2 keeps only failures.
+    """
     try:
-        async_task(DELIVER_TASK, message_id)
+        async_task(DELIVER_TASK, message_id, save=False)
     except Exception:
         # The row is committed and due, so nothing is lost: the sweep picks it up.
         logger.warning(
@@ -126,14 +132,17 @@ def deliver(message_id):
 
     A rate-limit wait or a retry that fits in ``OUTBOX_INLINE_WAIT_MAX`` happens here, so a short
     ``retry_after`` is honoured to the second; a longer one is left to a one-off schedule at the
-    message's ``next_attempt_at`` (and to the sweep, should that be lost too).
+    message's ``next_attempt_at`` (and to the sweep, should that be lost too). Each outcome is
+    committed as soon as it is known.
     """
     deadline = time.monotonic() + settings.OUTBOX_INLINE_WAIT_MAX
     while True:
-        message = _take(OutboundMessage.objects.filter(pk=message_id))
-        if message is None:
+        taken = _take(OutboundMessage.objects.filter(pk=message_id))
+        if not taken:
             return
-        attempted = _attempt(message, max_wait=deadline - time.monotonic())
+        [(message, send_at)] = taken
+        attempted = _attempt(message, send_at, max_wait=deadline - time.monotonic())
+        _record(message, attempted)
         if attempted.retry_in is None:
             return
         if time.monotonic() + attempted.retry_in > deadline:
@@ -143,7 +152,13 @@ def deliver(message_id):
 
 
 def drain(seconds=None):
-    """Deliver due messages one after another until none is due or ``seconds`` have passed.
+    """Deliver due messages, a batch at a time, until none is due or ``seconds`` have passed.
+
+    The bulk path: ``OUTBOX_DRAIN_BATCH`` rows are taken and booked with the rate limiter in one
+    transaction, sent slot by slot, and their outcomes committed together, so a batch costs two
+    commits rather than two per message. The price: a worker lost mid-batch leaves the whole
+    batch ``sending``, and what it had already sent goes out again after the lease. After a 429
+    the rest of the batch is handed back untried, to be booked again under the pause.
 
     Any number of workers may drain at once: each takes its own rows. Returns how many messages
     ended in each status.
@@ -151,11 +166,20 @@ def drain(seconds=None):
     deadline = time.monotonic() + (seconds or settings.OUTBOX_DRAIN_SECONDS)
     outcomes = Counter()
     while time.monotonic() < deadline:
-        message = _take(OutboundMessage.objects.all())
-        if message is None:
+        taken = _take(OutboundMessage.objects.all(), limit=settings.OUTBOX_DRAIN_BATCH)
+        if not taken:
             break
-        max_wait = min(settings.OUTBOX_INLINE_WAIT_MAX, deadline - time.monotonic())
-        outcomes[_attempt(message, max_wait=max_wait).status] += 1
+        done = []
+        for message, send_at in taken:
+            if done and done[-1][1].refused:
+                attempted = _handed_back(0.0)
+            else:
+                attempted = _attempt(message, send_at, max_wait=settings.OUTBOX_INLINE_WAIT_MAX)
+            done.append((message, attempted))
+        with transaction.atomic():
+            for message, attempted in done:
+                _record(message, attempted)
+                outcomes[attempted.status] += 1
     return dict(outcomes)
 
 
@@ -191,33 +215,40 @@ def recover_stale(now=None):
     return exhausted + retried
 
 
-def _take(candidates):
-    """Mark the first due message among ``candidates`` as ``sending`` and count the attempt.
+def _take(candidates, limit=1):
+    """Mark up to ``limit`` due ``candidates`` as ``sending``, count the attempt, book a slot.
 
-    On PostgreSQL the row lock with ``skip_locked`` lets concurrent workers pass each other; on
-    SQLite the write transaction itself serialises them. Either way one message, one sender.
+    Returns ``(message, send_at)`` pairs, ``send_at`` on the ``time.monotonic()`` clock. On
+    PostgreSQL the row locks with ``skip_locked`` let concurrent workers pass each other; on SQLite
+    the write transaction itself serialises them. Either way one message, one sender. Booking the
+    rate-limit slots in the same transaction costs one commit for the whole batch.
     """
     with transaction.atomic():
-        message = (
+        messages = list(
             candidates.select_for_update(skip_locked=True)
             .filter(status__in=DUE, next_attempt_at__lte=timezone.now())
-            .order_by("next_attempt_at", "id")
-            .first()
+            .order_by("next_attempt_at", "id")[:limit]
         )
-        if message is None:
-            return None
-        message.status = Status.SENDING
-        message.attempts += 1
-        message.save(update_fields=["status", "attempts", "updated_at"])
-    return message
+        if not messages:
+            return []
+        OutboundMessage.objects.filter(pk__in=[message.pk for message in messages]).update(
+            status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+        taken = []
+        for message in messages:
+            message.status = Status.SENDING
+            message.attempts += 1
+            wait = ratelimit.reserve(message.chat_id)
+            taken.append((message, time.monotonic() + wait))
+    return taken
 
 
-def _attempt(message, *, max_wait):
-    """Wait for a rate-limit slot, make the call and record what happened."""
-    wait = ratelimit.reserve(message.chat_id)
+def _attempt(message, send_at, *, max_wait):
+    """Wait for the booked slot, make the call and say what should become of the row."""
+    wait = send_at - time.monotonic()
     if wait > 0:
         if wait > max_wait:
-            return _postpone(message, wait)
+            return _handed_back(wait)
         time.sleep(wait)
     try:
         result = get_client().call(message.method, message.payload)
@@ -225,31 +256,35 @@ def _attempt(message, *, max_wait):
         return _refused(message, error)
     except PermanentError as error:
         if NOT_MODIFIED in (error.description or ""):
-            return _sent(message, None)
+            return _sent(None)
         return _failed(message, error, dead=True)
     except BotApiError as error:
         return _failed(message, error, dead=message.attempts >= settings.OUTBOX_MAX_ATTEMPTS)
-    return _sent(message, result)
+    return _sent(result)
 
 
-def _finish(message, **fields):
+def _record(message, attempted):
     """Write the outcome, unless the sweep gave the row to another worker in the meantime."""
     OutboundMessage.objects.filter(
         pk=message.pk, status=Status.SENDING, attempts=message.attempts
-    ).update(updated_at=timezone.now(), **fields)
+    ).update(status=attempted.status, updated_at=timezone.now(), **attempted.fields)
+    if attempted.status == Status.DEAD:
+        logger.warning(
+            "Outbound message %s is dead after %s attempts: %s",
+            message.pk,
+            message.attempts,
+            attempted.fields["last_error"],
+        )
 
 
-def _sent(message, result):
-    message_id = result.get("message_id") if isinstance(result, dict) else None
-    _finish(
-        message,
-        status=Status.SENT,
-        telegram_message_id=message_id,
-        sent_at=timezone.now(),
-        last_error="",
-        last_status_code=None,
-    )
-    return Attempted(Status.SENT)
+def _sent(result):
+    fields = {
+        "telegram_message_id": result.get("message_id") if isinstance(result, dict) else None,
+        "sent_at": timezone.now(),
+        "last_error": "",
+        "last_status_code": None,
+    }
+    return Attempted(Status.SENT, fields)
 
 
 def _error_text(error):
@@ -265,22 +300,10 @@ def _failed(message, error, *, dead):
         "failed_at": now,
     }
     if dead:
-        _finish(message, status=Status.DEAD, **fields)
-        logger.warning(
-            "Outbound message %s is dead after %s attempts: %s",
-            message.pk,
-            message.attempts,
-            fields["last_error"],
-        )
-        return Attempted(Status.DEAD)
+        return Attempted(Status.DEAD, fields)
     retry_in = backoff(message.attempts)
-    _finish(
-        message,
-        status=Status.FAILED,
-        next_attempt_at=now + timedelta(seconds=retry_in),
-        **fields,
-    )
-    return Attempted(Status.FAILED, retry_in)
+    fields["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    return Attempted(Status.FAILED, fields, retry_in)
 
 
 def _refused(message, error):
@@ -288,27 +311,23 @@ def _refused(message, error):
     retry_in = max(float(error.retry_after or 1), 1.0)
     ratelimit.pause(message.chat_id if error.chat_scoped else None, retry_in)
     now = timezone.now()
-    _finish(
-        message,
-        status=Status.FAILED,
-        attempts=F("attempts") - 1,
-        next_attempt_at=now + timedelta(seconds=retry_in),
-        last_error=_error_text(error),
-        last_status_code=error.status_code,
-        failed_at=now,
-    )
-    return Attempted(Status.FAILED, retry_in)
+    fields = {
+        "attempts": F("attempts") - 1,
+        "next_attempt_at": now + timedelta(seconds=retry_in),
+        "last_error": _error_text(error),
+        "last_status_code": error.status_code,
+        "failed_at": now,
+    }
+    return Attempted(Status.FAILED, fields, retry_in, refused=True)
 
 
-def _postpone(message, wait):
-    """The rate limit asks for a longer wait than this worker may spend: hand the row back."""
-    _finish(
-        message,
-        status=Status.QUEUED,
-        attempts=F("attempts") - 1,
-        next_attempt_at=timezone.now() + timedelta(seconds=wait),
-    )
-    return Attempted(Status.QUEUED, wait)
+def _handed_back(wait):
+    """The row goes back untried, due in ``wait`` seconds (a long rate-limit wait, a 429)."""
+    fields = {
+        "attempts": F("attempts") - 1,
+        "next_attempt_at": timezone.now() + timedelta(seconds=wait),
+    }
+    return Attempted(Status.QUEUED, fields, wait)
 
 
 def backoff(attempts):

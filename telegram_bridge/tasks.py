@@ -3,14 +3,25 @@
 ``deliver`` is queued by ``outbox.enqueue`` after commit. ``sweep`` and ``auto_requeue`` are meant
 for schedules: ``sweep`` every minute (it delivers whatever is due, e.g. after the workers were
 down, and recovers rows a dead worker left ``sending``), ``auto_requeue`` every 15 minutes.
+``process_update`` is queued by the webhook and the poller after commit; ``process_stale_updates``
+is meant for a schedule every minute (updates whose task was lost); ``refresh_approval_message``
+is scheduled once by ``notifications`` when a decision races the sending of its message.
 """
+
+from django.conf import settings
 
 from . import inbound, notifications, outbox
 
 
 def deliver(message_id):
-    """Send one outbound message (retries and dead letters: ``outbox.deliver``)."""
+    """Send one outbound message (retries and dead letters: ``outbox.deliver``).
+
+    Then help with any backlog for up to ``OUTBOX_TASK_DRAIN_SECONDS``: after a burst, one task
+    per message could not keep up with the rate limit, while the bulk drain does; the tasks
+    whose message went out in someone's drain find nothing left to do.
+    """
     outbox.deliver(message_id)
+    outbox.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS)
 
 
 def sweep():

@@ -15,9 +15,11 @@ import secrets
 import socket
 import struct
 import threading
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
+from .control import FakeTelegramControl
 from .methods import METHODS
 from .state import CONTROL_ACTIONS, ApiError, FakeState, FloodLimits
 from .webhook import WebhookSender
@@ -64,10 +66,9 @@ class FakeTelegramServer:
     def base_url(self):
         return f"http://{self.host}:{self.port}"
 
-    @property
+    @cached_property
     def control(self):
-        from .control import FakeTelegramControl
-
+        """A control client for this server (its port is known once started)."""
         return FakeTelegramControl(self.base_url)
 
     def start(self):
@@ -90,6 +91,8 @@ class FakeTelegramServer:
             self._httpd.close_connections()
             self._httpd.server_close()
             self._thread.join(timeout=5)
+        if "control" in self.__dict__:
+            self.control.close()
         if self._webhook.is_alive():
             self._webhook.join(timeout=5)
 

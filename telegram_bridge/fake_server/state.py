@@ -104,7 +104,7 @@ class Fault:
         return ApiError(self.status, self.description or FAULT_DESCRIPTIONS.get(self.status, ""))
 
 
-@dataclass
+@dataclass(eq=False)
 class PendingUpdate:
     update: dict
     replay: bool = False
@@ -166,7 +166,8 @@ def chat_object(chat_id):
 class FakeState:
     def __init__(self, *, token, flood=None, chats=None):
         self.token = token
-        self.bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1
+        bot_id = token.partition(":")[0]
+        self.bot_id = int(bot_id) if bot_id.isdigit() else 1
         self.cond = threading.Condition()
         self.stopped = threading.Event()
         self.flood = flood

@@ -15,9 +15,8 @@ from django.db import connection
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim
 
-# Data must be committed for the subprocess to see it; serialized rollback puts back what
-# migrations created (the Approvers group) after each test's flush.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# Data must be committed for the subprocess to see it.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 

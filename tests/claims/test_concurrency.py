@@ -11,11 +11,7 @@ from claims import services
 from claims.errors import ClaimConflict, InvalidTransition
 from claims.models import Claim
 
-# Serialized rollback puts back what migrations created (the Approvers group) after each flush.
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def run_together(*calls):

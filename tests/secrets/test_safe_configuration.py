@@ -101,7 +101,9 @@ def test_env_example_lists_every_setting_read_from_the_environment():
     settings_source = (PROJECT / "backoffice" / "settings.py").read_text()
     read = set(re.findall(r"""env(?:\.\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""", settings_source))
 
-    assert read - env_example_values().keys() == set()
+    missing = sorted(read - env_example_values().keys())
+
+    assert not missing, f"add to .env.example, each with a one-line comment: {missing}"
 
 
 def test_deploy_check_passes_with_production_settings():

@@ -34,11 +34,9 @@ def fake_telegram(settings):
     server = FakeTelegramServer(token=settings.TELEGRAM_BOT_TOKEN or None).start()
     settings.TELEGRAM_API_BASE_URL = server.base_url
     settings.TELEGRAM_BOT_TOKEN = server.token
-    control = server.control
     try:
-        yield FakeTelegram(server=server, control=control)
+        yield FakeTelegram(server=server, control=server.control)
     finally:
-        control.close()
         server.stop()
 
 
@@ -51,7 +49,9 @@ def qcluster(transactional_db, fake_telegram, tmp_path):
     """
     from tests.telegram.worker import Workers, worker_env
 
-    workers = Workers(tmp_path, worker_env(base_url=fake_telegram.base_url, token=fake_telegram.token))
+    workers = Workers(
+        tmp_path, worker_env(base_url=fake_telegram.base_url, token=fake_telegram.token)
+    )
     try:
         yield workers
     finally:

@@ -276,10 +276,9 @@ def test_a_second_poller_ends_the_first_with_409(api, fake_telegram):
     results = []
     first = threading.Thread(target=lambda: results.append(api("getUpdates", json={"timeout": 30})))
     first.start()
-    wait_for(lambda: fake_telegram.control.stats()["calls"].get("getUpdates"))
-
-    api("getUpdates", json={"timeout": 0})
-    first.join(timeout=15)
+    # Poll again until the first poll is over: a second poll that gets in before the first one
+    # started waiting just returns, and the first one is ended by the next.
+    wait_for(lambda: api("getUpdates", json={"timeout": 0}) and not first.is_alive())
 
     assert results[0].status_code == 409
     assert "terminated by other getUpdates request" in results[0].json()["description"]

@@ -1,14 +1,18 @@
+import ast
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
+from django_q.models import Schedule
 from model_bakery import baker
 
 from audit.actors import Actor, Source
 from audit.models import AuditEvent
 from claims import services
 from claims.models import ApprovalRequest
-from telegram_bridge import handlers, inbound
+from telegram_bridge import handlers, inbound, tasks
 from telegram_bridge.models import InboundUpdate, OutboundMessage
 
 from .updates import ALICE, APPROVER_CHAT, MALLORY, button_update, text_update
@@ -413,3 +417,31 @@ def test_update_is_processed_once_however_often_its_task_runs(approval, approver
 )
 def test_malformed_updates_are_ignored(db, update):
     assert receive(update).status == InboundUpdate.Status.IGNORED
+
+
+def test_decision_while_the_request_is_being_sent_edits_it_once_sent(approval, approver_actor):
+    original = OutboundMessage.objects.get(dedupe_key=f"approval:{approval.pk.hex}:requested")
+    original.status = OutboundMessage.Status.SENDING
+    original.save()
+
+    services.decide(approval.pk, "approve", actor=approver_actor)
+
+    schedule = Schedule.objects.get(func="telegram_bridge.tasks.refresh_approval_message")
+    assert not OutboundMessage.objects.filter(method="editMessageText").exists()
+    mark_sent(approval, telegram_message_id=5)
+    tasks.refresh_approval_message(*ast.literal_eval(schedule.args))
+    (edit,) = OutboundMessage.objects.filter(method="editMessageText")
+    assert edit.payload["message_id"] == 5
+    assert "Approved by approver (admin)" in edit.payload["text"]
+
+
+def test_updates_whose_task_was_lost_are_processed_by_the_sweep(approval, approver_account):
+    stored = inbound.store(button_update(f"approve:{approval.pk.hex}"))
+    assert inbound.process_stale() == 0
+    InboundUpdate.objects.filter(pk=stored.update.pk).update(
+        received_at=timezone.now() - timedelta(minutes=2)
+    )
+
+    assert tasks.process_stale_updates() == 1
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED

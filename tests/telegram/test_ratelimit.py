@@ -1,8 +1,9 @@
 """The shared send-rate limiter, on the database and on Redis.
 
 ``reserve`` never sleeps, it returns the wait, so these tests check the planned send times
-(``time.time() + wait``) and need no waiting. A small tolerance absorbs the moment between the
-limiter reading the clock and the test reading it.
+(``time.time() + wait``) and need no waiting. The moment between the limiter reading the clock
+and the test reading it (a commit, a thread switch) blurs each planned time a little, so spacing
+is checked with slow rates, where a generous tolerance is still small.
 """
 
 import itertools
@@ -15,7 +16,7 @@ import redis
 
 from telegram_bridge import ratelimit
 
-TOLERANCE = 0.25
+TOLERANCE = 1.0
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -53,30 +54,33 @@ def gaps(times):
     return [later - earlier for earlier, later in itertools.pairwise(times)]
 
 
-def most_in_one_second(times):
-    """Sends in the busiest one-second window: at most rate + 1, as a send may go out at any
-    moment of its 1/rate-second slot."""
-    return max(sum(1 for other in times if start <= other < start + 1) for start in times)
-
-
 def test_first_send_to_a_chat_goes_out_at_once(limiter):
     assert limiter.reserve(1001) == 0.0
 
 
-def test_sends_to_one_chat_are_a_second_apart(limiter):
+def test_sends_to_one_chat_are_spaced_by_the_chat_rate(limiter, settings):
+    settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0.2
     times = [planned(1002) for _ in range(4)]
 
-    assert all(gap >= 1.0 - TOLERANCE for gap in gaps(times))
-    assert times[-1] - times[0] >= 3.0 - TOLERANCE
+    assert all(gap >= 5.0 - TOLERANCE for gap in gaps(times))
+    assert times[-1] - times[0] >= 15.0 - TOLERANCE
 
 
-def test_sends_to_a_group_are_three_seconds_apart(limiter):
+def test_sends_to_a_group_are_spaced_by_the_group_rate(limiter, settings):
+    settings.TELEGRAM_RATE_GROUP_PER_MINUTE = 6
     times = [planned(-1001234) for _ in range(3)]
 
-    assert all(gap >= 3.0 - TOLERANCE for gap in gaps(times))
+    assert all(gap >= 10.0 - TOLERANCE for gap in gaps(times))
 
 
-def test_concurrent_reservations_from_separate_connections_share_the_spacing(limiter):
+def test_a_group_is_held_to_its_per_minute_rate_by_default(limiter):
+    first, second = planned(-1005678), planned(-1005678)
+
+    assert second - first >= 3.0 - TOLERANCE
+
+
+def test_concurrent_reservations_from_separate_connections_share_the_spacing(limiter, settings):
+    settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0.2
     times, errors = [], []
 
     def reserve_twice():
@@ -97,24 +101,24 @@ def test_concurrent_reservations_from_separate_connections_share_the_spacing(lim
 
     assert not errors
     assert len(times) == 8
-    assert all(gap >= 1.0 - TOLERANCE for gap in gaps(times))
+    assert all(gap >= 5.0 - TOLERANCE for gap in gaps(times))
 
 
 def test_many_chats_share_the_global_rate(limiter, settings):
-    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 2
-    times = [planned(2000 + n) for n in range(6)]
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 0.2
+    times = sorted(planned(2000 + n) for n in range(5))
 
-    assert most_in_one_second(times) <= 3
-    assert times[-1] - times[0] >= 2.0 - TOLERANCE
+    # The first send goes out at once, somewhere in its slot; the next ones a slot apart.
+    assert all(gap >= 5.0 - TOLERANCE for gap in gaps(times)[1:])
+    assert times[-1] - times[0] >= 15.0 - TOLERANCE
 
 
 def test_reserving_ahead_keeps_near_the_global_rate_across_many_chats(limiter):
-    """300 chats, three messages each: planned at ~30/s, not slowed by the per-chat spacing."""
-    times = [planned(10_000 + chat) for _ in range(3) for chat in range(300)]
+    """300 chats, two messages each: planned at ~30/s, not slowed by the per-chat spacing."""
+    times = [planned(10_000 + chat) for _ in range(2) for chat in range(300)]
 
-    span = max(times) - min(times)
-    assert (len(times) - 1) / span >= 28
-    assert most_in_one_second(times) <= 31
+    rate = (len(times) - 1) / (max(times) - min(times))
+    assert 28 <= rate <= 31
 
 
 def test_a_paused_chat_waits_out_the_pause_while_others_send(limiter):

@@ -6,6 +6,7 @@ import logging
 import pytest
 from django.apps import apps
 from django.test import Client
+from django_q.models import OrmQ, Task
 from django_q.tasks import async_task
 
 from backoffice.redaction import REDACTED
@@ -122,6 +123,9 @@ def test_token_is_never_logged_or_stored(
     assert f"/bot{REDACTED}/sendMessage" in logs
     assert token not in logs
     assert token.split(":")[1] not in logs
+    # The dump covers the task queue too: tasks run through django-q2 and queued for workers.
+    assert Task.objects.exists()
+    assert settings.REDIS_URL or OrmQ.objects.exists()
     stored = database_text()
     assert "Rotate keys" in stored
     assert token not in stored

@@ -207,7 +207,7 @@ def test_button_press_through_the_webhook_is_decided_by_a_real_worker(
     )
     assert edit["message_id"] == message["message_id"]
     assert "Approved by approver (telegram)" in edit["payload"]["text"]
-    assert control.sent(method="answerCallbackQuery")
+    wait_for(lambda: control.sent(method="answerCallbackQuery"), message="the answer")
     approval.refresh_from_db()
     assert approval.status == ApprovalRequest.Status.APPROVED
     assert InboundUpdate.objects.get().status == InboundUpdate.Status.PROCESSED
