@@ -64,7 +64,9 @@ class AuthTokenAdmin(admin.ModelAdmin):
             except InvalidInput as invalid:
                 form.add_error(None, invalid.message)
             else:
-                response = self._render(request, "admin/api/token_created.html", token=token, key=key)
+                response = self._render(
+                    request, "admin/api/token_created.html", token=token, key=key
+                )
                 add_never_cache_headers(response)
                 return response
         return self._render(request, "admin/api/token_form.html", form=form)

@@ -1,13 +1,34 @@
 """Query-string filters of the list endpoints."""
 
+from datetime import UTC
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 
 from audit.actors import Source
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, moved to UTC: PostgreSQL refuses offsets past ±15:59."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Enter a date-time within the years 1 to 9999.") from None
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class ClaimFilter(django_filters.FilterSet):
@@ -30,8 +51,8 @@ class ApprovalFilter(django_filters.FilterSet):
     requester = django_filters.CharFilter(
         field_name="requested_by", help_text="Who asked (the request's requested_by)."
     )
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = ApprovalRequest
@@ -39,8 +60,8 @@ class ApprovalFilter(django_filters.FilterSet):
 
 
 class AuditEventFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = DateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = DateTimeFilter(field_name="timestamp", lookup_expr="lt")
     actor = django_filters.CharFilter(
         method="filter_actor", help_text="A username or an agent label, exactly."
     )

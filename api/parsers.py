@@ -32,5 +32,7 @@ class JSONParser(parsers.JSONParser):
         except RecursionError:
             storable = False
         if not storable:
-            raise ParseError("JSON parse error - NUL characters and lone surrogates are not allowed.")
+            raise ParseError(
+                "JSON parse error - NUL characters and lone surrogates are not allowed."
+            )
         return data

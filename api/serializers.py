@@ -90,8 +90,12 @@ class RefreshSerializer(HolderSerializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    requested_by_user = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    requested_by_user = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    decided_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ApprovalRequest

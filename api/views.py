@@ -5,8 +5,8 @@ the admin calls, so the audit trail is the same whichever channel made a change.
 turned into answers in ``api.exceptions``, never here.
 """
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
 from django.http import JsonResponse
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response

@@ -7,8 +7,11 @@ is a button press with a fresh ``update_id``, so each one is a real insert plus 
 on the queue. Prints acknowledged updates per second, p50/p99 acknowledgement latency and the
 ratios to the targets: at least 500 updates/s with p99 under 50 ms on 2 cores.
 
-    .venv/bin/python bench/webhook_ingest.py [--updates 6000] [--clients 8] [--workers 4]
-        [--database postgres|sqlite]
+    .venv/bin/python bench/webhook_ingest.py [--updates 6000] [--clients 4] [--workers 2]
+        [--threads 2] [--database postgres|sqlite]
+
+The defaults fit 2 cores: one gunicorn worker per core, and as many clients as server threads
+(more of either only adds contention for the same two cores).
 
 PostgreSQL comes from BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
 the task queue is Redis at BENCH_REDIS_URL when it answers, else the database (ORM broker).
@@ -195,8 +198,8 @@ def percentile(values, fraction):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=6000)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     options = parser.parse_args()

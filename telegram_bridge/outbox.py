@@ -53,8 +53,11 @@ NOT_MODIFIED = "message is not modified"
 
 
 class Attempted(NamedTuple):
-    """The outcome of one delivery attempt: the row's new status and fields, and when it is due
-    again (seconds), if it is. ``refused`` marks a 429, after which booked slots are stale."""
+    """The outcome of one delivery attempt, to be written on the row.
+
+    ``retry_in`` says in how many seconds the message is due again, if it is; ``refused`` marks a
+    429, after which the slots booked before it are stale.
+    """
 
     status: str
     fields: dict

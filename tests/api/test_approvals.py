@@ -66,12 +66,18 @@ class TestDeciding:
         )
         assert response.status_code == 200
         body = response.json()
-        assert (body["status"], body["changed"], body["decided_by"]) == ("approved", True, "approver")
+        assert (body["status"], body["changed"], body["decided_by"]) == (
+            "approved",
+            True,
+            "approver",
+        )
         assert (body["decision_source"], body["decision_note"]) == ("api", "go")
         event = AuditEvent.objects.get(action="approval.approved")
         assert (event.source, event.actor_id) == ("api", approver.pk)
 
-    @pytest.mark.parametrize(("decision", "status"), [("deny", "denied"), ("postpone", "postponed")])
+    @pytest.mark.parametrize(
+        ("decision", "status"), [("deny", "denied"), ("postpone", "postponed")]
+    )
     def test_an_approver_denies_or_postpones(self, approver_client, pending, decision, status):
         response = approver_client.post(f"{URL}{pending['id']}/{decision}/")
         assert response.status_code == 200
@@ -188,3 +194,13 @@ class TestListing:
         response = agent_client.get(f"{URL}?{query}")
         assert response.status_code == 400
         assert response.json()["error"] == "invalid"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "moment",
+    ["2000-01-01T00:00:00+16:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"],
+)
+def test_date_filters_with_extreme_offsets_answer_without_error(agent_client, moment):
+    response = agent_client.get(URL, {"created_after": moment})
+    assert response.status_code in (200, 400)

@@ -28,7 +28,8 @@ class TestTokens:
         }
 
     @pytest.mark.parametrize(
-        "header", ["Token nonsense", "Token", "Token a b", "Token " + "0" * 64, "Token \u00e9t\u00e9"]
+        "header",
+        ["Token nonsense", "Token", "Token a b", "Token " + "0" * 64, "Token \u00e9t\u00e9"],
     )
     def test_a_wrong_token_is_a_401(self, agent_user, header):
         client = client_with_token("x")

@@ -61,7 +61,13 @@ class TestClaiming:
         assert response.status_code == 400
         body = response.json()
         assert body["error"] == "invalid"
-        assert set(body["fields"]) == {"story", "todolist", "agent_id", "fingerprint", "ttl_seconds"}
+        assert set(body["fields"]) == {
+            "story",
+            "todolist",
+            "agent_id",
+            "fingerprint",
+            "ttl_seconds",
+        }
         assert all(isinstance(problems, list) for problems in body["fields"].values())
 
     def test_a_ttl_over_the_maximum_is_a_400_from_the_service(
@@ -87,7 +93,9 @@ class TestClaiming:
         assert response.status_code == 400
 
     def test_a_body_that_is_not_json_is_a_415(self, agent_client):
-        response = agent_client.post(URL, "story=x", content_type="application/x-www-form-urlencoded")
+        response = agent_client.post(
+            URL, "story=x", content_type="application/x-www-form-urlencoded"
+        )
         assert response.status_code == 415
         assert response.json()["error"] == "unsupported_media_type"
 
@@ -100,7 +108,9 @@ class TestRefreshAndRelease:
 
     def test_the_holder_refreshes_its_lease(self, agent_client, held):
         response = agent_client.post(
-            f"{URL}{held['id']}/refresh/", {"agent_id": "agent-7", "ttl_seconds": 900}, format="json"
+            f"{URL}{held['id']}/refresh/",
+            {"agent_id": "agent-7", "ttl_seconds": 900},
+            format="json",
         )
         assert response.status_code == 200
         assert response.json()["ttl_seconds"] == 900
@@ -221,15 +231,14 @@ class TestAudit:
         assert events[0].trace_id == "req-42"
         assert len(events[1].trace_id) == 32
 
-    def test_the_trace_id_comes_from_traceparent_when_no_request_id(
-        self, agent_client, claim_body
-    ):
+    def test_the_trace_id_comes_from_traceparent_when_no_request_id(self, agent_client, claim_body):
         traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         claim(agent_client, claim_body, traceparent=traceparent)
-        assert AuditEvent.objects.get(action="claim.acquired").trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert (
+            AuditEvent.objects.get(action="claim.acquired").trace_id
+            == "4bf92f3577b34da6a3ce929d0e0e4736"
+        )
 
-    def test_a_malformed_request_id_is_replaced_by_a_new_trace_id(
-        self, agent_client, claim_body
-    ):
+    def test_a_malformed_request_id_is_replaced_by_a_new_trace_id(self, agent_client, claim_body):
         claim(agent_client, claim_body, **{"X-Request-ID": "x" * 500})
         assert len(AuditEvent.objects.get(action="claim.acquired").trace_id) == 32

@@ -44,4 +44,8 @@ class TestErrorBody:
         response = getattr(agent_client, method)(path)
         assert response.status_code == status
         if response["Content-Type"].startswith("application/json"):
-            assert response.json() == {"error": code, "detail": response.json()["detail"], "fields": {}}
+            assert response.json() == {
+                "error": code,
+                "detail": response.json()["detail"],
+                "fields": {},
+            }

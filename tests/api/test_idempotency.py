@@ -1,7 +1,6 @@
 import io
 import threading
 import time
-from datetime import timedelta
 
 import pytest
 import requests
@@ -17,7 +16,7 @@ from audit.models import AuditEvent
 from claims import services
 from claims.models import ApprovalRequest, Claim
 
-from .conftest import client_with_token, token_for
+from .conftest import token_for
 
 URL = "/api/v1/claims/"
 

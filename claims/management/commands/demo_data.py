@@ -11,8 +11,12 @@ from claims import services
 from claims.cli import ClaimsCommand
 from claims.errors import InvalidInput
 from claims.models import ApprovalRequest, Claim
+from telegram_bridge.models import TelegramAccount
 
 Status = ApprovalRequest.Status
+
+# The demo approver's Telegram identity, so button presses on the fake Bot API decide requests.
+DEMO_TELEGRAM_USER = {"id": 1001, "username": "ada_approver"}
 
 # (story, todolist, owner, agent id, what becomes of the lease)
 CLAIMS = [
@@ -106,7 +110,8 @@ APPROVALS = [
 class Command(ClaimsCommand):
     help = (
         "Load a small, realistic demo set: claims in every state, approval requests in every "
-        "status and an 'approver' staff user. Running it again adds nothing twice."
+        "status and an 'approver' staff user linked to Telegram user 1001. Running it again adds "
+        "nothing twice."
     )
 
     def add_arguments(self, parser):
@@ -178,6 +183,10 @@ class Command(ClaimsCommand):
                 approver.set_unusable_password()
             approver.save()
         approver.groups.add(Group.objects.get(name="Approvers"))
+        TelegramAccount.objects.get_or_create(
+            telegram_user_id=DEMO_TELEGRAM_USER["id"],
+            defaults={"user": approver, "telegram_username": DEMO_TELEGRAM_USER["username"]},
+        )
         users = ["approver"]
         if admin_password:
             admin, _ = User._default_manager.get_or_create(username="admin")
