@@ -11,7 +11,7 @@ APPROVER_PERMISSIONS = ["decide_approvalrequest", "archive_approvalrequest", "vi
 
 
 def ensure_approvers_group(apps):
-    """Create the group with its permissions; ``apps`` is a migration's app registry or the real one."""
+    """Create the group with its permissions, from a migration's app registry or the real one."""
     app_config = apps.get_app_config("claims")
     # Permissions are normally created after all migrations; make sure they exist now. A
     # migration's app registry holds stubs without models_module, which create_permissions needs.

@@ -33,7 +33,9 @@ def live_claims(now=None):
 
 
 def expired_claims(now=None):
-    return Claim.objects.filter(Q(released_at__isnull=False) | Q(expires_at__lte=now or timezone.now()))
+    return Claim.objects.filter(
+        Q(released_at__isnull=False) | Q(expires_at__lte=now or timezone.now())
+    )
 
 
 def get_approval(approval_id, *, lock=False):
@@ -70,7 +72,9 @@ def approvals_with_id_prefix(prefix):
 
 
 def pending_approvals():
-    return ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING).order_by("created_at")
+    return ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING).order_by(
+        "created_at"
+    )
 
 
 def overdue_approvals(now=None):

@@ -275,7 +275,9 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         fields["payload"] = "must be an object"
     linked_claim = None
     if claim_id is not None:
-        linked_claim = Claim.objects.filter(pk=claim_id).first() if str(claim_id).isdigit() else None
+        linked_claim = (
+            Claim.objects.filter(pk=claim_id).first() if str(claim_id).isdigit() else None
+        )
         if linked_claim is None:
             fields["claim"] = f"no claim with id {claim_id}"
     if fields:
@@ -285,7 +287,9 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         text=text,
         payload=payload or {},
         requested_by=requested_by,
-        requested_by_user=actor.user if actor.user is not None and actor.user.is_authenticated else None,
+        requested_by_user=actor.user
+        if actor.user is not None and actor.user.is_authenticated
+        else None,
         claim=linked_claim,
         expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
     )

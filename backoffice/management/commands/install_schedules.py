@@ -21,4 +21,6 @@ class Command(BaseCommand):
                 },
             )
             verb = "created" if created else "updated"
-            self.stdout.write(f"{verb}: {entry['name']} ({entry['func']}, every {entry['minutes']} min)")
+            self.stdout.write(
+                f"{verb}: {entry['name']} ({entry['func']}, every {entry['minutes']} min)"
+            )
