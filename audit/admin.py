@@ -5,11 +5,13 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from backoffice.admin_mixins import ReadOnlyAdminMixin
+
 from .models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Events are written by services only; here nobody adds, edits or deletes one."""
 
     date_hierarchy = "timestamp"
@@ -37,12 +39,3 @@ class AuditEventAdmin(admin.ModelAdmin):
         return format_html(
             "<pre>{}</pre>", json.dumps(event.details, indent=2, sort_keys=True, ensure_ascii=False)
         )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

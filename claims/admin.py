@@ -15,6 +15,7 @@ from django.utils.text import Truncator
 
 from audit.actors import Actor, Source
 from audit.selectors import events_for
+from backoffice.admin_mixins import ReadOnlyAdminMixin
 
 from . import selectors, services
 from .errors import ClaimsError, InvalidTransition
@@ -101,7 +102,7 @@ class LeaseStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Claim)
-class ClaimAdmin(AuditHistoryMixin, admin.ModelAdmin):
+class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     """Read-only: leases change through their holders, or through the two staff actions."""
 
     change_form_template = "admin/claims/claim/change_form.html"
@@ -136,15 +137,6 @@ class ClaimAdmin(AuditHistoryMixin, admin.ModelAdmin):
         if not claim.is_live():
             return "expired"
         return f"{claim.seconds_left()} s"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_force_release_permission(self, request):
         return request.user.has_perm(services.FORCE_RELEASE_PERMISSION)
@@ -185,7 +177,7 @@ DONE = {
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(AuditHistoryMixin, admin.ModelAdmin):
+class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     """Requests are asked for by agents and decided here with buttons or bulk actions."""
 
     change_form_template = "admin/claims/approvalrequest/change_form.html"
@@ -232,15 +224,6 @@ class ApprovalRequestAdmin(AuditHistoryMixin, admin.ModelAdmin):
             by_id = selectors.approvals_with_id_prefix(prefix).values("pk")
             results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id))
         return results, may_have_duplicates
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_decide_permission(self, request):
         return request.user.has_perm(services.DECIDE_PERMISSION)

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from audit.actors import Actor, Source
+from backoffice.admin_mixins import ReadOnlyAdminMixin
 from claims.errors import ClaimsError
 
 from . import outbox
@@ -60,7 +61,7 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
+class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "method",
@@ -77,15 +78,6 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     ordering = ["-created_at", "-id"]
     actions = ["requeue_selected"]
     readonly_fields = [field.name for field in OutboundMessage._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_requeue_permission(self, request):
         return request.user.has_perm(outbox.REQUEUE_PERMISSION)
@@ -172,7 +164,7 @@ class TelegramAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundUpdate)
-class InboundUpdateAdmin(admin.ModelAdmin):
+class InboundUpdateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Updates as Telegram sent them and what became of them; the record is not to be edited."""
 
     list_display = ["update_id", "status", "received_at", "processed_at", "short_error"]
@@ -180,15 +172,6 @@ class InboundUpdateAdmin(admin.ModelAdmin):
     search_fields = ["=update_id", "error"]
     ordering = ["-received_at", "-update_id"]
     readonly_fields = [field.name for field in InboundUpdate._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="error")
     def short_error(self, update):
