@@ -16,6 +16,11 @@ SCHEDULES = [
         "minutes": 1,
     },
     {
+        "name": "Process inbound updates whose task was lost",
+        "func": "telegram_bridge.tasks.process_stale_updates",
+        "minutes": 1,
+    },
+    {
         "name": "Requeue recently dead outbox messages",
         "func": "telegram_bridge.tasks.auto_requeue",
         "minutes": 15,
