@@ -14,72 +14,45 @@ the throttle's cache uses Redis at BENCH_REDIS_URL when it answers, else the dat
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import requests
+from support import (
+    ROOT,
+    ThrowawayPostgres,
+    benchmark_environment,
+    free_port,
+    migrate,
+    redis_answers,
+    start_gunicorn,
+    stop_gunicorn,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
 TARGET_RPS = 400
 TARGET_P99_MS = 50
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_answers(url):
-    try:
-        import redis
-
-        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except Exception:
-        return False
-
-
 def environment(database_url, redis_url, run_id):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": f"bench-{uuid.uuid4().hex}",
-        "TELEGRAM_BOT_TOKEN": "1234567890:AAFakeTokenForTheClaimdeskBenchmark0",
-        "TELEGRAM_WEBHOOK_SECRET": "bench-webhook-secret",
-        "TELEGRAM_APPROVER_CHAT_ID": "",
-        # Persistent connections: each gunicorn thread keeps its PostgreSQL session.
-        "DATABASE_URL": f"{database_url}?conn_max_age=600",
-        "API_THROTTLE_RATE": "100000000/min",
-        "Q_CLUSTER_NAME": f"bench-{run_id}",
-        "CACHE_KEY_PREFIX": f"bench-{run_id}",
-        "VAR_DIR": tempfile.mkdtemp(prefix="claimdesk-bench-"),
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("TELEGRAM_APPROVER_CHAT_ID")
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    else:
-        env.pop("REDIS_URL", None)
+    env = benchmark_environment(
+        database_url=database_url,
+        redis_url=redis_url,
+        var_dir=tempfile.mkdtemp(prefix="claimdesk-bench-"),
+        cluster_name=f"bench-{run_id}",
+        API_THROTTLE_RATE="100000000/min",
+        CACHE_KEY_PREFIX=f"bench-{run_id}",
+    )
+    env.pop("TELEGRAM_APPROVER_CHAT_ID", None)
     return env
 
 
 def prepare(env, clients, approvals):
     """Migrate, then make one approver token per client and the pending requests to decide."""
-    subprocess.run(
-        [VENV_BIN / "python", "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
+    migrate(env)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     import django
@@ -110,40 +83,6 @@ def prepare(env, clients, approvals):
 
     connections.close_all()
     return keys, pending
-
-
-def start_gunicorn(env, port, workers, threads):
-    process = subprocess.Popen(
-        [
-            VENV_BIN / "gunicorn",
-            "backoffice.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--worker-class",
-            "gthread" if threads > 1 else "sync",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    return process
-
-
-def wait_until_serving(port):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=5)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not start")
 
 
 def drive(clients, work):
@@ -203,6 +142,53 @@ def sessions(keys):
     return out
 
 
+def measure(options, port, keys, pending, redis_url):
+    """Warm the server up, then time the approvals and the claim+release pairs."""
+    base = f"http://127.0.0.1:{port}/api/v1"
+    clients = sessions(keys)
+    print(
+        f"gunicorn {options.workers} workers x {options.threads} threads, "
+        f"{options.clients} clients, throttle cache: {'redis' if redis_url else 'database'}"
+    )
+
+    # Warm every worker's connections and imports before measuring.
+    for session in clients:
+        for _ in range(5):
+            session.get(f"{base}/claims/?limit=1", timeout=30)
+
+    share = [pending[n :: options.clients] for n in range(options.clients)]
+
+    def approve(number, latencies):
+        session = clients[number]
+        for approval_id in share[number]:
+            timed(session, "POST", f"{base}/approvals/{approval_id}/approve/", latencies, 200)
+
+    report("approve", *drive(options.clients, approve))
+
+    per_client = options.claims // options.clients
+
+    def claim_and_release(number, latencies):
+        session = clients[number]
+        for n in range(per_client):
+            body = {
+                "story": f"B-{number}-{n}",
+                "todolist": "bench",
+                "agent_id": f"agent-{number}",
+                "fingerprint": f"fp-{number}",
+            }
+            claimed = timed(session, "POST", f"{base}/claims/", latencies, 201, json=body)
+            timed(
+                session,
+                "POST",
+                f"{base}/claims/{claimed.json()['id']}/release/",
+                latencies,
+                200,
+                json={"agent_id": f"agent-{number}"},
+            )
+
+    report("claim+release", *drive(options.clients, claim_and_release))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -216,67 +202,21 @@ def main():
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     redis_url = redis_url if redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
-    database = f"claimdesk_bench_{run_id}"
-    parts = urlsplit(admin_url)
-    database_url = urlunsplit(parts._replace(path=f"/{database}"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    process = None
-    try:
+    with ThrowawayPostgres(admin_url) as database_url:
         env = environment(database_url, redis_url, run_id)
         keys, pending = prepare(env, options.clients, options.approvals)
         port = free_port()
-        process = start_gunicorn(env, port, options.workers, options.threads)
-        wait_until_serving(port)
-        base = f"http://127.0.0.1:{port}/api/v1"
-        clients = sessions(keys)
-        print(
-            f"gunicorn {options.workers} workers x {options.threads} threads, "
-            f"{options.clients} clients, throttle cache: {'redis' if redis_url else 'database'}"
+        process = start_gunicorn(
+            env,
+            port,
+            workers=options.workers,
+            threads=options.threads,
+            worker_class="gthread" if options.threads > 1 else "sync",
         )
-
-        # Warm every worker's connections and imports before measuring.
-        for session in clients:
-            for _ in range(5):
-                session.get(f"{base}/claims/?limit=1", timeout=30)
-
-        share = [pending[n :: options.clients] for n in range(options.clients)]
-
-        def approve(number, latencies):
-            session = clients[number]
-            for approval_id in share[number]:
-                timed(session, "POST", f"{base}/approvals/{approval_id}/approve/", latencies, 200)
-
-        report("approve", *drive(options.clients, approve))
-
-        per_client = options.claims // options.clients
-
-        def claim_and_release(number, latencies):
-            session = clients[number]
-            for n in range(per_client):
-                body = {
-                    "story": f"B-{number}-{n}",
-                    "todolist": "bench",
-                    "agent_id": f"agent-{number}",
-                    "fingerprint": f"fp-{number}",
-                }
-                claimed = timed(session, "POST", f"{base}/claims/", latencies, 201, json=body)
-                timed(
-                    session,
-                    "POST",
-                    f"{base}/claims/{claimed.json()['id']}/release/",
-                    latencies,
-                    200,
-                    json={"agent_id": f"agent-{number}"},
-                )
-
-        report("claim+release", *drive(options.clients, claim_and_release))
-    finally:
-        if process is not None:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        try:
+            measure(options, port, keys, pending, redis_url)
+        finally:
+            stop_gunicorn(process)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET
+
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
 os.environ.setdefault("Q_CLUSTER_NAME", f"outbox-bench-{os.getpid()}")
 # Production demands real secrets when DEBUG is off; the benchmark talks to the fake only.
 for name, value in {
     "SECRET_KEY": "outbox-bench-secret-key",  # pragma: allowlist secret
-    "TELEGRAM_BOT_TOKEN": "1234567890:AAOutboxBenchFakeServerToken",  # pragma: allowlist secret
-    "TELEGRAM_WEBHOOK_SECRET": "webhook-secret-unused-here",  # pragma: allowlist secret
+    "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
+    "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
 }.items():
     os.environ.setdefault(name, value)
 os.environ.setdefault("LOG_LEVEL", "WARNING")

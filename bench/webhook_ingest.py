@@ -21,118 +21,28 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from contextlib import nullcontext
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from support import (
+    WEBHOOK_SECRET,
+    ThrowawayPostgres,
+    benchmark_environment,
+    free_port,
+    migrate,
+    redis_answers,
+    start_gunicorn,
+    stop_gunicorn,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
 TARGET_UPDATES_PER_SECOND = 500
 TARGET_P99_MS = 50
-WEBHOOK_SECRET = "bench-webhook-secret"
 PATH = "/telegram/webhook/"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def redis_answers(url):
-    try:
-        import redis
-
-        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except Exception:
-        return False
-
-
-class ThrowawayPostgres:
-    """A database of its own on the benchmark server, dropped afterwards."""
-
-    def __init__(self, server_url):
-        self.server_url = server_url
-        self.name = f"claimdesk_webhook_bench_{uuid.uuid4().hex[:8]}"
-
-    def _admin(self, statement):
-        with psycopg.connect(self.server_url, autocommit=True) as connection:
-            connection.execute(statement)
-
-    def __enter__(self):
-        self._admin(f'CREATE DATABASE "{self.name}"')
-        parts = urlsplit(self.server_url)
-        return urlunsplit(parts._replace(path=f"/{self.name}")) + "?conn_max_age=600"
-
-    def __exit__(self, *exc_info):
-        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def environment(database_url, redis_url, var_dir, run_id):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
-        "DEBUG": "0",
-        "SECRET_KEY": f"bench-{uuid.uuid4().hex}",
-        "TELEGRAM_BOT_TOKEN": "1234567890:AAFakeTokenForTheClaimdeskBenchmark0",
-        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "Q_CLUSTER_NAME": f"webhook-bench-{run_id}",
-        "VAR_DIR": var_dir,
-        "LOG_LEVEL": "WARNING",
-    }
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    else:
-        env.pop("DATABASE_URL", None)
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    else:
-        env.pop("REDIS_URL", None)
-    return env
-
-
-def start_gunicorn(env, port, workers, threads):
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "backoffice.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(threads),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with code {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("gunicorn did not start within 30s")
 
 
 def update_body(update_id):
@@ -210,25 +120,28 @@ def main():
     server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="claimdesk-webhook-bench-") as var_dir:
         # SQLite needs no URL: the settings' default file lands in the temporary VAR_DIR.
-        database = ThrowawayPostgres(server) if options.database == "postgres" else nullcontext("")
+        database = (
+            ThrowawayPostgres(server, prefix="claimdesk_webhook_bench")
+            if options.database == "postgres"
+            else nullcontext("")
+        )
         with database as database_url:
-            env = environment(database_url, redis_url, var_dir, run_id)
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-                cwd=ROOT,
-                env=env,
-                check=True,
+            env = benchmark_environment(
+                database_url=database_url,
+                redis_url=redis_url,
+                var_dir=var_dir,
+                cluster_name=f"webhook-bench-{run_id}",
             )
+            migrate(env)
             port = free_port()
-            gunicorn = start_gunicorn(env, port, options.workers, options.threads)
+            gunicorn = start_gunicorn(env, port, workers=options.workers, threads=options.threads)
             try:
                 drive(port, 1, min(500, options.updates), options.clients)  # warm-up
                 seconds, latencies, failures = drive(
                     port, 1_000_000, options.updates, options.clients
                 )
             finally:
-                gunicorn.send_signal(signal.SIGTERM)
-                gunicorn.wait(timeout=30)
+                stop_gunicorn(gunicorn)
     report(options, redis_url, seconds, latencies, failures)
     return 1 if failures else 0
 

@@ -232,11 +232,13 @@ class TestAudit:
         assert len(events[1].trace_id) == 32
 
     def test_the_trace_id_comes_from_traceparent_when_no_request_id(self, agent_client, claim_body):
-        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        traceparent = (
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # pragma: allowlist secret
+        )
         claim(agent_client, claim_body, traceparent=traceparent)
         assert (
             AuditEvent.objects.get(action="claim.acquired").trace_id
-            == "4bf92f3577b34da6a3ce929d0e0e4736"
+            == "4bf92f3577b34da6a3ce929d0e0e4736"  # pragma: allowlist secret
         )
 
     def test_a_malformed_request_id_is_replaced_by_a_new_trace_id(self, agent_client, claim_body):

@@ -1,0 +1,142 @@
+"""What the HTTP benchmarks share: paths, a free port, a throwaway database, the server's
+environment and a gunicorn that is known to accept connections before the clock starts.
+
+The scripts in ``bench/`` are run as ``.venv/bin/python bench/<script>.py``, which puts this
+directory on ``sys.path``: they import from here with ``from support import ...``.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+# Deliberate fakes: the benchmarks never reach Telegram, but production settings demand values.
+FAKE_BOT_TOKEN = "1234567890:AAFakeTokenForTheClaimdeskBenchmark0"  # pragma: allowlist secret
+WEBHOOK_SECRET = "bench-webhook-secret"  # pragma: allowlist secret
+GUNICORN_START_SECONDS = 60
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_answers(url):
+    try:
+        import redis
+
+        return redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception:
+        return False
+
+
+class ThrowawayPostgres:
+    """A database of its own on the benchmark server, dropped afterwards.
+
+    Entering it yields the database's URL, with persistent connections so that each gunicorn
+    thread keeps its PostgreSQL session.
+    """
+
+    def __init__(self, server_url, prefix="claimdesk_bench"):
+        self.server_url = server_url
+        self.name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+    def _admin(self, statement):
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(statement)
+
+    def __enter__(self):
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        parts = urlsplit(self.server_url)
+        return urlunsplit(parts._replace(path=f"/{self.name}")) + "?conn_max_age=600"
+
+    def __exit__(self, *exc_info):
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def benchmark_environment(*, database_url, redis_url, var_dir, cluster_name, **extra):
+    """The server's environment: production settings with fake secrets and a queue of its own.
+
+    No ``database_url`` means the settings' default SQLite file inside ``var_dir``; no
+    ``redis_url`` means the database stands in for Redis.
+    """
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "backoffice.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+        "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "Q_CLUSTER_NAME": cluster_name,
+        "VAR_DIR": str(var_dir),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    for name, url in {"DATABASE_URL": database_url, "REDIS_URL": redis_url}.items():
+        if url:
+            env[name] = url
+        else:
+            env.pop(name, None)
+    return env
+
+
+def migrate(env):
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+def start_gunicorn(env, port, *, workers, threads, worker_class="gthread"):
+    """Start gunicorn on 127.0.0.1:``port`` and return once it accepts connections.
+
+    It runs in a session of its own so that ``stop_gunicorn`` reaches its workers too.
+    """
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "backoffice.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + GUNICORN_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    stop_gunicorn(process)
+    raise SystemExit(f"gunicorn did not start within {GUNICORN_START_SECONDS}s")
+
+
+def stop_gunicorn(process):
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
