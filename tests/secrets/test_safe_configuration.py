@@ -97,13 +97,25 @@ def test_real_values_pass():
     require_secrets({"A": "a-real-value-1234"}, debug=False)
 
 
-def test_env_example_lists_every_setting_read_from_the_environment():
+def settings_read_from_the_environment():
     settings_source = (PROJECT / "backoffice" / "settings.py").read_text()
-    read = set(re.findall(r"""env(?:\.\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""", settings_source))
+    return set(re.findall(r"""env(?:\.\w+)?\(\s*["']([A-Z][A-Z0-9_]*)["']""", settings_source))
 
-    missing = sorted(read - env_example_values().keys())
+
+def test_env_example_lists_every_setting_read_from_the_environment():
+    missing = sorted(settings_read_from_the_environment() - env_example_values().keys())
 
     assert not missing, f"add to .env.example, each with a one-line comment: {missing}"
+
+
+def test_readme_settings_table_lists_every_setting_read_from_the_environment():
+    documented = set(
+        re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", (PROJECT / "README.md").read_text(), re.M)
+    )
+
+    missing = sorted(settings_read_from_the_environment() - documented)
+
+    assert not missing, f"add to the settings table in README.md: {missing}"
 
 
 def test_deploy_check_passes_with_production_settings():
