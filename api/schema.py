@@ -1,10 +1,12 @@
 """OpenAPI description details that drf-spectacular cannot infer."""
 
+import copy
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from .idempotency import HEADER
+from .idempotency import HEADER, MAX_KEY_LENGTH
 from .serializers import ConflictSerializer, ErrorSerializer
 
 
@@ -20,7 +22,13 @@ class TokenScheme(OpenApiAuthenticationExtension):
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     HEADER,
-    str,
+    # Printable ASCII, as api.idempotency checks; no outer spaces, which HTTP would strip anyway.
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    },
     OpenApiParameter.HEADER,
     description="Send the same key again to get the first answer back without a second effect "
     "(header Idempotent-Replayed: true). Kept per user for API_IDEMPOTENCY_TTL seconds.",
@@ -50,3 +58,54 @@ READ = errors(401, 429)
 DETAIL = errors(401, 404, 429)
 LIST = errors(400, 401, 429)
 WRITE = errors(400, 401, 403, 404, 409, 415, 422, 429)
+
+
+
+def _link(target, *, body=None):
+    """A link to ``target`` for the object in the answer; ``body``: what to send, if anything."""
+    link = {"operationId": target, "parameters": {"id": "$response.body#/id"}}
+    if body is not None:
+        link["requestBody"] = body
+    return link
+
+
+# OpenAPI links: which calls can follow an answer, with the id it answered. Clients and
+# stateful test tools follow them. Refresh and release send the body the lease was claimed (or
+# last refreshed) with: its agent_id and fingerprint prove holdership; other fields are ignored.
+CLAIM_FOLLOW_UPS = {
+    "GetClaim": _link("claims_retrieve"),
+    "RefreshClaim": _link("claims_refresh_create", body="$request.body"),
+    "ReleaseClaim": _link("claims_release_create", body="$request.body"),
+}
+DECIDED_FOLLOW_UPS = {
+    "GetApproval": _link("approvals_retrieve"),
+    "Archive": _link("approvals_archive_create"),
+}
+PENDING_FOLLOW_UPS = {
+    "Approve": _link("approvals_approve_create"),
+    "Deny": _link("approvals_deny_create"),
+    "Postpone": _link("approvals_postpone_create"),
+    **DECIDED_FOLLOW_UPS,
+}
+LINKS = {
+    "claims_create": {"200": CLAIM_FOLLOW_UPS, "201": CLAIM_FOLLOW_UPS},
+    "claims_refresh_create": {"200": CLAIM_FOLLOW_UPS},
+    "approvals_create": {"201": PENDING_FOLLOW_UPS},
+    "approvals_approve_create": {"200": DECIDED_FOLLOW_UPS},
+    "approvals_deny_create": {"200": DECIDED_FOLLOW_UPS},
+    "approvals_postpone_create": {"200": PENDING_FOLLOW_UPS},
+}
+
+
+def add_links(result, generator, request, public):
+    """drf-spectacular post-processing hook: add ``LINKS`` to the answers they follow."""
+    operations = {
+        operation["operationId"]: operation
+        for methods in result["paths"].values()
+        for operation in methods.values()
+    }
+    for source, by_status in LINKS.items():
+        responses = operations[source]["responses"]
+        for status_code, links in by_status.items():
+            responses[status_code]["links"] = copy.deepcopy(links)
+    return result

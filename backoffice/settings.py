@@ -225,6 +225,11 @@ SPECTACULAR_SETTINGS = {
         "ApprovalStatusEnum": "claims.models.ApprovalRequest.Status",
         "OutboxStatusEnum": "telegram_bridge.models.OutboundMessage.Status",
     },
+    # The default enum hook, then OpenAPI links between operations (see api.schema.LINKS).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.add_links",
+    ],
 }
 # The throttle's counters must be shared by every gunicorn worker: Redis when REDIS_URL is set,
 # else a database table that migrate creates (see api.apps). The prefix keeps deployments (and

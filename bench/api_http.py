@@ -22,23 +22,14 @@ import time
 import uuid
 
 import requests
-from support import (
-    ROOT,
-    ThrowawayPostgres,
-    benchmark_environment,
-    free_port,
-    migrate,
-    redis_answers,
-    start_gunicorn,
-    stop_gunicorn,
-)
+import support
 
 TARGET_RPS = 400
 TARGET_P99_MS = 50
 
 
 def environment(database_url, redis_url, run_id):
-    env = benchmark_environment(
+    env = support.benchmark_environment(
         database_url=database_url,
         redis_url=redis_url,
         var_dir=tempfile.mkdtemp(prefix="claimdesk-bench-"),
@@ -52,9 +43,9 @@ def environment(database_url, redis_url, run_id):
 
 def prepare(env, clients, approvals):
     """Migrate, then make one approver token per client and the pending requests to decide."""
-    migrate(env)
+    support.migrate(env)
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(support.ROOT))
     import django
 
     django.setup()
@@ -200,13 +191,13 @@ def main():
 
     admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    redis_url = redis_url if redis_answers(redis_url) else ""
+    redis_url = redis_url if support.redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
-    with ThrowawayPostgres(admin_url) as database_url:
+    with support.ThrowawayPostgres(admin_url) as database_url:
         env = environment(database_url, redis_url, run_id)
         keys, pending = prepare(env, options.clients, options.approvals)
-        port = free_port()
-        process = start_gunicorn(
+        port = support.free_port()
+        process = support.start_gunicorn(
             env,
             port,
             workers=options.workers,
@@ -216,7 +207,7 @@ def main():
         try:
             measure(options, port, keys, pending, redis_url)
         finally:
-            stop_gunicorn(process)
+            support.stop_gunicorn(process)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,7 @@ import time
 import uuid
 from contextlib import nullcontext
 
-from support import (
-    WEBHOOK_SECRET,
-    ThrowawayPostgres,
-    benchmark_environment,
-    free_port,
-    migrate,
-    redis_answers,
-    start_gunicorn,
-    stop_gunicorn,
-)
+import support
 
 TARGET_UPDATES_PER_SECOND = 500
 TARGET_P99_MS = 50
@@ -64,7 +55,7 @@ def client(port, update_ids, latencies, failures):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {
         "Content-Type": "application/json",
-        "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
+        "X-Telegram-Bot-Api-Secret-Token": support.WEBHOOK_SECRET,
     }
     for update_id in update_ids:
         body = update_body(update_id)
@@ -116,32 +107,34 @@ def main():
 
     run_id = uuid.uuid4().hex[:8]
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    redis_url = redis_url if redis_answers(redis_url) else ""
+    redis_url = redis_url if support.redis_answers(redis_url) else ""
     server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="claimdesk-webhook-bench-") as var_dir:
         # SQLite needs no URL: the settings' default file lands in the temporary VAR_DIR.
         database = (
-            ThrowawayPostgres(server, prefix="claimdesk_webhook_bench")
+            support.ThrowawayPostgres(server, prefix="claimdesk_webhook_bench")
             if options.database == "postgres"
             else nullcontext("")
         )
         with database as database_url:
-            env = benchmark_environment(
+            env = support.benchmark_environment(
                 database_url=database_url,
                 redis_url=redis_url,
                 var_dir=var_dir,
                 cluster_name=f"webhook-bench-{run_id}",
             )
-            migrate(env)
-            port = free_port()
-            gunicorn = start_gunicorn(env, port, workers=options.workers, threads=options.threads)
+            support.migrate(env)
+            port = support.free_port()
+            gunicorn = support.start_gunicorn(
+                env, port, workers=options.workers, threads=options.threads
+            )
             try:
                 drive(port, 1, min(500, options.updates), options.clients)  # warm-up
                 seconds, latencies, failures = drive(
                     port, 1_000_000, options.updates, options.clients
                 )
             finally:
-                stop_gunicorn(gunicorn)
+                support.stop_gunicorn(gunicorn)
     report(options, redis_url, seconds, latencies, failures)
     return 1 if failures else 0
 

@@ -1,36 +1,24 @@
 import pytest
-from django.utils import timezone
-from model_bakery import baker
 
 from audit.models import AuditEvent
 from telegram_bridge.models import OutboundMessage
+from tests.telegram.outbound import outbound_message
 
 URL = "/api/v1/outbox/"
-
-
-def message(status, **fields):
-    return baker.make(
-        OutboundMessage,
-        status=status,
-        chat_id=42,
-        payload={"chat_id": 42, "text": "hello"},
-        next_attempt_at=timezone.now(),
-        **fields,
-    )
 
 
 @pytest.mark.django_db
 class TestReading:
     def test_staff_with_the_view_permission_list_and_filter(self, auditor_client):
-        message("sent")
-        dead = message("dead", attempts=5, last_error="timeout")
+        outbound_message("sent")
+        dead = outbound_message("dead", attempts=5, last_error="timeout")
         body = auditor_client.get(URL, {"status": "dead"}).json()
         assert [item["id"] for item in body["results"]] == [dead.pk]
         assert body["results"][0]["last_error"] == "timeout"
         assert auditor_client.get(URL).json()["count"] == 2
 
     def test_one_message(self, auditor_client):
-        sent = message("sent")
+        sent = outbound_message("sent")
         response = auditor_client.get(f"{URL}{sent.pk}/")
         assert (response.status_code, response.json()["status"]) == (200, "sent")
 
@@ -53,7 +41,7 @@ class TestRequeue:
     def test_a_failed_or_dead_message_is_requeued_and_audited(
         self, auditor_client, auditor, status
     ):
-        stuck = message(status, attempts=5)
+        stuck = outbound_message(status, attempts=5)
         response = auditor_client.post(f"{URL}{stuck.pk}/requeue/")
         assert response.status_code == 200
         body = response.json()
@@ -62,13 +50,13 @@ class TestRequeue:
         assert (event.source, event.actor_id) == ("api", auditor.pk)
 
     def test_a_queued_message_is_left_alone(self, auditor_client):
-        queued = message("queued")
+        queued = outbound_message("queued")
         response = auditor_client.post(f"{URL}{queued.pk}/requeue/")
         assert (response.status_code, response.json()["requeued"]) == (200, False)
 
     @pytest.mark.parametrize("status", ["sent", "sending"])
     def test_a_sent_or_sending_message_is_a_409(self, auditor_client, status):
-        done = message(status)
+        done = outbound_message(status)
         response = auditor_client.post(f"{URL}{done.pk}/requeue/")
         assert response.status_code == 409
         assert response.json()["status"] == status
@@ -79,13 +67,13 @@ class TestRequeue:
         from .conftest import client_with_token, token_for
 
         auditor.user_permissions.remove(Permission.objects.get(codename="requeue_outboundmessage"))
-        dead = message("dead")
+        dead = outbound_message("dead")
         response = client_with_token(token_for(auditor)).post(f"{URL}{dead.pk}/requeue/")
         assert response.status_code == 403
         assert OutboundMessage.objects.get(pk=dead.pk).status == "dead"
 
     def test_a_repeated_requeue_with_the_same_key_is_replayed(self, auditor_client):
-        dead = message("dead")
+        dead = outbound_message("dead")
         headers = {"Idempotency-Key": "requeue-1"}
         first = auditor_client.post(f"{URL}{dead.pk}/requeue/", headers=headers)
         again = auditor_client.post(f"{URL}{dead.pk}/requeue/", headers=headers)

@@ -59,6 +59,14 @@ def manage(*args):
     return Run(completed)
 
 
+# Complete argument lists that each case below spoils in one place.
+CLAIM = ["claim", "s", "t", "--owner", "o", "--agent-id", "a", "--fingerprint", "f"]
+
+
+def request_args(*extra, kind="command"):
+    return ["request", "--kind", kind, "--text", "t", "--requested-by", "x", *extra]
+
+
 def test_claim_commands_print_json_and_exit_with_the_outcome():
     holder = ["--owner", "maria", "--agent-id", "builder-7", "--fingerprint", "fp-7"]
 
@@ -124,58 +132,10 @@ def test_claim_commands_print_json_and_exit_with_the_outcome():
     ("args", "code", "error"),
     [
         (["claim", "s", "t", "--owner", "", "--agent-id", "a", "--fingerprint", "f"], 2, "invalid"),
-        (
-            [
-                "claim",
-                "s",
-                "t",
-                "--owner",
-                "o",
-                "--agent-id",
-                "a",
-                "--fingerprint",
-                "f",
-                "--ttl",
-                "0",
-            ],
-            2,
-            "invalid",
-        ),
-        (
-            [
-                "claim",
-                "s",
-                "t",
-                "--owner",
-                "o",
-                "--agent-id",
-                "a",
-                "--fingerprint",
-                "f",
-                "--ttl",
-                "99999999",
-            ],
-            2,
-            "invalid",
-        ),
+        ([*CLAIM, "--ttl", "0"], 2, "invalid"),
+        ([*CLAIM, "--ttl", "99999999"], 2, "invalid"),
         (["claim", "s", "t", "--owner", "o"], 2, None),
-        (
-            [
-                "claim",
-                "s",
-                "t",
-                "--owner",
-                "o",
-                "--agent-id",
-                "a",
-                "--fingerprint",
-                "f",
-                "--ttl",
-                "ten",
-            ],
-            2,
-            None,
-        ),
+        ([*CLAIM, "--ttl", "ten"], 2, None),
         (["refresh", "42"], 2, None),
         (["release", "42", "--agent-id", "a", "--fingerprint", "f"], 2, None),
         (["refresh", "424242", "--agent-id", "a"], 5, "not_found"),
@@ -271,26 +231,8 @@ def test_approvals_command_errors_have_their_exit_code(approver, make_approval, 
         (["approve", "ffffffff", "--user", "approver"], 5, "not_found"),
         (["archive", approval.short_id, "--user", "approver"], 3, "invalid_transition"),
         (["request", "--kind", "command", "--text", " ", "--requested-by", "x"], 2, "invalid"),
-        (
-            [
-                "request",
-                "--kind",
-                "command",
-                "--text",
-                "t",
-                "--requested-by",
-                "x",
-                "--payload",
-                "[1",
-            ],
-            2,
-            "invalid",
-        ),
-        (
-            ["request", "--kind", "claim", "--text", "t", "--requested-by", "x", "--claim", "77"],
-            2,
-            "invalid",
-        ),
+        (request_args("--payload", "[1"), 2, "invalid"),
+        (request_args("--claim", "77", kind="claim"), 2, "invalid"),
         (["approve", approval.short_id], 2, None),
         (["list", "--status", "maybe"], 2, None),
         (["unknown"], 2, None),

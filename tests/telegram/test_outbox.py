@@ -20,6 +20,8 @@ from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitte
 from telegram_bridge import outbox, tasks
 from telegram_bridge.models import OutboundMessage
 
+from .outbound import outbound_message
+
 Status = OutboundMessage.Status
 
 
@@ -51,18 +53,11 @@ def queue(chat_id=1001, key="event:1", method="sendMessage", payload=None):
         )
 
 
-def dead_message(**fields):
-    defaults = {
-        "status": Status.DEAD,
-        "chat_id": 1001,
-        "payload": {"chat_id": 1001, "text": "hello"},
-        "attempts": 5,
-        "last_error": "TransientError: Internal Server Error",
-        "last_status_code": 500,
-        "failed_at": timezone.now(),
-        "next_attempt_at": timezone.now(),
-    }
-    return baker.make(OutboundMessage, **{**defaults, **fields})
+def delivered(message):
+    """Deliver ``message`` in this process and return it as delivery left it in the database."""
+    outbox.deliver(message.pk)
+    message.refresh_from_db()
+    return message
 
 
 # --- Enqueueing ------------------------------------------------------------------------------
@@ -150,11 +145,8 @@ def test_chat_id_joins_the_payload_except_for_callback_answers():
 
 @pytest.mark.django_db
 def test_delivered_message_is_sent_with_its_telegram_message_id(fake_telegram, fast_retries):
-    message = queue()
+    message = delivered(queue())
 
-    outbox.deliver(message.pk)
-
-    message.refresh_from_db()
     sent = fake_telegram.control.sent(chat_id=1001, method="sendMessage")
     assert message.status == Status.SENT
     assert message.attempts == 1
@@ -177,11 +169,9 @@ def test_delivering_a_sent_message_again_calls_nobody(fake_telegram, fast_retrie
 @pytest.mark.parametrize("status", [400, 403])
 def test_refusal_kills_the_message_after_exactly_one_call(fake_telegram, fast_retries, status):
     fake_telegram.control.inject("sendMessage", status, count=5)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.DEAD
     assert message.attempts == 1
     assert message.last_status_code == status
@@ -194,11 +184,9 @@ def test_5xx_burst_longer_than_the_client_retries_is_retried_by_the_outbox(
     fake_telegram, fast_retries
 ):
     fake_telegram.control.inject("sendMessage", 503, count=3)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.SENT
     assert message.attempts == 2
     assert len(fake_telegram.control.sent()) == 1
@@ -208,11 +196,9 @@ def test_5xx_burst_longer_than_the_client_retries_is_retried_by_the_outbox(
 def test_message_is_dead_once_retries_are_exhausted(fake_telegram, fast_retries, settings):
     settings.OUTBOX_MAX_ATTEMPTS = 3
     fake_telegram.control.inject("sendMessage", 500, count=100)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.DEAD
     assert message.attempts == 3
     assert message.last_status_code == 500
@@ -222,11 +208,9 @@ def test_message_is_dead_once_retries_are_exhausted(fake_telegram, fast_retries,
 @pytest.mark.django_db
 def test_429_pauses_the_chat_and_delivers_after_retry_after(fake_telegram, fast_retries):
     fake_telegram.control.inject("sendMessage", 429, retry_after=2)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.SENT
     # A 429 is a refusal: Telegram did nothing, so it is not counted as an attempt.
     assert message.attempts == 1
@@ -240,11 +224,9 @@ def test_long_retry_after_is_handed_to_the_scheduler(fake_telegram, fast_retries
 
     settings.OUTBOX_INLINE_WAIT_MAX = 1.0
     fake_telegram.control.inject("sendMessage", 429, retry_after=30)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     retry = Schedule.objects.get(func=outbox.DELIVER_TASK)
     assert message.status == Status.FAILED
     assert message.next_attempt_at >= message.failed_at + timedelta(seconds=30)
@@ -255,11 +237,9 @@ def test_long_retry_after_is_handed_to_the_scheduler(fake_telegram, fast_retries
 @pytest.mark.django_db
 def test_connection_reset_is_retried_until_delivered(fake_telegram, fast_retries):
     fake_telegram.control.inject_reset("sendMessage", count=2)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.SENT
     assert len(fake_telegram.control.sent()) == 1
 
@@ -271,11 +251,9 @@ def test_read_timeout_on_send_is_retried_with_bounded_duplicates(
     settings.OUTBOX_MAX_ATTEMPTS = 3
     # The fake acts on the hung call too: the first answer is lost, the message arrived.
     fake_telegram.control.inject_hang("sendMessage", 1.0, count=1)
-    message = queue()
 
-    outbox.deliver(message.pk)
+    message = delivered(queue())
 
-    message.refresh_from_db()
     assert message.status == Status.SENT
     assert message.attempts == 2
     assert 1 <= len(fake_telegram.control.sent(method="sendMessage")) <= message.attempts
@@ -283,15 +261,11 @@ def test_read_timeout_on_send_is_retried_with_bounded_duplicates(
 
 @pytest.mark.django_db
 def test_edit_that_changes_nothing_counts_as_delivered(fake_telegram, fast_retries):
-    original = queue(key="original", payload={"text": "Approve?"})
-    outbox.deliver(original.pk)
-    original.refresh_from_db()
+    original = delivered(queue(key="original", payload={"text": "Approve?"}))
     edit = {"message_id": original.telegram_message_id, "text": "Approve?"}
-    message = queue(key="edit", method="editMessageText", payload=edit)
 
-    outbox.deliver(message.pk)
+    message = delivered(queue(key="edit", method="editMessageText", payload=edit))
 
-    message.refresh_from_db()
     assert message.status == Status.SENT
 
 
@@ -370,7 +344,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(settings):
 def test_requeue_gives_a_dead_message_fresh_attempts_and_is_audited(
     requeuer, django_capture_on_commit_callbacks
 ):
-    message = dead_message()
+    message = outbound_message()
 
     with django_capture_on_commit_callbacks(execute=True):
         assert outbox.requeue(message.pk, actor=requeuer) is True
@@ -386,7 +360,7 @@ def test_requeue_gives_a_dead_message_fresh_attempts_and_is_audited(
 
 @pytest.mark.django_db
 def test_requeue_needs_the_permission(approver):
-    message = dead_message()
+    message = outbound_message()
 
     with pytest.raises(NotPermitted):
         outbox.requeue(message.pk, actor=Actor(source=Source.ADMIN, user=approver))
@@ -398,7 +372,7 @@ def test_requeue_needs_the_permission(approver):
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [Status.SENT, Status.SENDING])
 def test_requeue_refuses_a_message_that_may_have_been_sent(requeuer, status):
-    message = dead_message(status=status)
+    message = outbound_message(status)
 
     with pytest.raises(InvalidTransition) as raised:
         outbox.requeue(message.pk, actor=requeuer)
@@ -408,7 +382,7 @@ def test_requeue_refuses_a_message_that_may_have_been_sent(requeuer, status):
 
 @pytest.mark.django_db
 def test_requeue_of_a_queued_message_changes_nothing(requeuer):
-    message = dead_message(status=Status.QUEUED)
+    message = outbound_message(Status.QUEUED)
 
     assert outbox.requeue(message.pk, actor=requeuer) is False
     assert not AuditEvent.objects.filter(action="telegram.requeued").exists()
@@ -423,8 +397,8 @@ def test_requeue_of_an_unknown_message_is_not_found(requeuer, message_id):
 
 @pytest.mark.django_db
 def test_requeue_many_reports_requeued_and_skipped(requeuer):
-    dead = [dead_message(), dead_message(status=Status.FAILED)]
-    sent = dead_message(status=Status.SENT)
+    dead = [outbound_message(), outbound_message(Status.FAILED)]
+    sent = outbound_message(Status.SENT)
 
     report = outbox.requeue_many([*(m.pk for m in dead), sent.pk, 424242], actor=requeuer)
 
@@ -438,12 +412,12 @@ def test_auto_requeue_respects_count_window_batch_and_refusals(settings):
     settings.OUTBOX_REQUEUE_WINDOW_HOURS = 72
     settings.OUTBOX_REQUEUE_BATCH = 2
     now = timezone.now()
-    oldest = dead_message(failed_at=now - timedelta(hours=5))
-    newer = dead_message(failed_at=now - timedelta(hours=1))
-    newest = dead_message(failed_at=now)
-    dead_message(requeues=3)
-    dead_message(failed_at=now - timedelta(hours=73))
-    dead_message(last_status_code=403, last_error="PermanentError: Forbidden")
+    oldest = outbound_message(failed_at=now - timedelta(hours=5))
+    newer = outbound_message(failed_at=now - timedelta(hours=1))
+    newest = outbound_message(failed_at=now)
+    outbound_message(requeues=3)
+    outbound_message(failed_at=now - timedelta(hours=73))
+    outbound_message(last_status_code=403, last_error="PermanentError: Forbidden")
 
     requeued = outbox.auto_requeue()
 
@@ -456,6 +430,6 @@ def test_auto_requeue_respects_count_window_batch_and_refusals(settings):
 
 @pytest.mark.django_db
 def test_auto_requeue_retries_a_message_lost_with_its_worker():
-    lost = dead_message(last_status_code=None, last_error="The worker stopped while sending")
+    lost = outbound_message(last_status_code=None, last_error="The worker stopped while sending")
 
     assert outbox.auto_requeue() == [lost]

@@ -3,29 +3,15 @@
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
-from django.utils import timezone
 from model_bakery import baker
 
 from audit.models import AuditEvent
 from telegram_bridge.models import OutboundMessage
 
+from .outbound import outbound_message
+
 Status = OutboundMessage.Status
 CHANGELIST = reverse("admin:telegram_bridge_outboundmessage_changelist")
-
-
-def message(status, **fields):
-    return baker.make(
-        OutboundMessage,
-        status=status,
-        chat_id=1001,
-        payload={"chat_id": 1001, "text": "hello"},
-        attempts=5 if status == Status.DEAD else 1,
-        last_error="TransientError: Internal Server Error" if status == Status.DEAD else "",
-        last_status_code=500 if status == Status.DEAD else None,
-        failed_at=timezone.now() if status in (Status.DEAD, Status.FAILED) else None,
-        next_attempt_at=timezone.now(),
-        **fields,
-    )
 
 
 def requeue_url(pk):
@@ -53,8 +39,8 @@ def operator(client):
 
 @pytest.mark.django_db
 def test_list_opens_on_failed_and_dead_messages(client, operator):
-    dead, failed = message(Status.DEAD), message(Status.FAILED)
-    sent = message(Status.SENT)
+    dead, failed = outbound_message(Status.DEAD), outbound_message(Status.FAILED)
+    sent = outbound_message(Status.SENT)
 
     response = client.get(CHANGELIST)
 
@@ -71,7 +57,7 @@ def test_list_opens_on_failed_and_dead_messages(client, operator):
 
 @pytest.mark.django_db
 def test_messages_cannot_be_edited_by_hand(client, operator):
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     page = client.get(reverse("admin:telegram_bridge_outboundmessage_change", args=[dead.pk]))
     posted = client.post(
@@ -87,7 +73,7 @@ def test_messages_cannot_be_edited_by_hand(client, operator):
 
 @pytest.mark.django_db
 def test_requeue_button_asks_for_confirmation_first(client, operator):
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     response = client.get(requeue_url(dead.pk))
 
@@ -99,7 +85,7 @@ def test_requeue_button_asks_for_confirmation_first(client, operator):
 
 @pytest.mark.django_db
 def test_confirmed_requeue_button_requeues_and_audits(client, operator):
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     response = client.post(requeue_url(dead.pk), follow=True)
 
@@ -116,7 +102,7 @@ def test_requeue_button_posts_need_the_csrf_token(operator):
 
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(operator)
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     response = strict.post(requeue_url(dead.pk))
 
@@ -126,7 +112,7 @@ def test_requeue_button_posts_need_the_csrf_token(operator):
 
 @pytest.mark.django_db
 def test_requeue_needs_the_permission(client, staff):
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     listing = client.get(CHANGELIST)
     page = client.get(requeue_url(dead.pk))
@@ -140,8 +126,8 @@ def test_requeue_needs_the_permission(client, staff):
 
 @pytest.mark.django_db
 def test_bulk_requeue_confirms_then_reports_requeued_and_skipped(client, operator):
-    dead = [message(Status.DEAD) for _ in range(3)]
-    sent = message(Status.SENT)
+    dead = [outbound_message(Status.DEAD) for _ in range(3)]
+    sent = outbound_message(Status.SENT)
     selected = [m.pk for m in [*dead, sent]]
 
     confirmation = client.post(

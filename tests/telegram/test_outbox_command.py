@@ -10,29 +10,15 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from django.utils import timezone
 from model_bakery import baker
 
 from audit.models import AuditEvent
 from claims.errors import InvalidTransition, NotFound, NotPermitted
 from telegram_bridge.models import OutboundMessage
+from tests.telegram.outbound import outbound_message
 from tests.telegram.worker import database_url
 
 Status = OutboundMessage.Status
-
-
-def message(status, **fields):
-    return baker.make(
-        OutboundMessage,
-        status=status,
-        chat_id=1001,
-        payload={"chat_id": 1001, "text": "hello"},
-        last_error="TransientError: Bad Gateway" if status == Status.DEAD else "",
-        last_status_code=502 if status == Status.DEAD else None,
-        failed_at=timezone.now(),
-        next_attempt_at=timezone.now(),
-        **fields,
-    )
 
 
 def outbox(*args):
@@ -50,14 +36,14 @@ def operator(db):
 
 @pytest.mark.django_db
 def test_list_filters_by_status_and_speaks_json():
-    dead = message(Status.DEAD)
-    message(Status.SENT)
+    dead = outbound_message(Status.DEAD)
+    outbound_message(Status.SENT)
 
     listed = json.loads(outbox("list", "--status", "dead", "--json"))
     text = outbox("list")
 
     assert [row["id"] for row in listed] == [dead.pk]
-    assert listed[0]["last_error"] == "TransientError: Bad Gateway"
+    assert listed[0]["last_error"] == "TransientError: Internal Server Error"
     assert "payload" not in listed[0]
     assert f"#{dead.pk}" in text
     assert "sent" in text
@@ -65,7 +51,7 @@ def test_list_filters_by_status_and_speaks_json():
 
 @pytest.mark.django_db
 def test_requeue_one_message_by_id(operator):
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     output = outbox("requeue", str(dead.pk), "--user", "operator")
 
@@ -76,8 +62,8 @@ def test_requeue_one_message_by_id(operator):
 
 @pytest.mark.django_db
 def test_requeue_all_dead(operator):
-    dead = [message(Status.DEAD) for _ in range(3)]
-    message(Status.SENT)
+    dead = [outbound_message(Status.DEAD) for _ in range(3)]
+    outbound_message(Status.SENT)
 
     output = outbox("requeue", "--all-dead", "--user", "operator")
 
@@ -89,7 +75,7 @@ def test_requeue_all_dead(operator):
 
 @pytest.mark.django_db
 def test_requeue_errors_propagate_in_process(operator):
-    sent = message(Status.SENT)
+    sent = outbound_message(Status.SENT)
     baker.make("auth.User", username="nobody")
 
     with pytest.raises(InvalidTransition):
@@ -103,7 +89,7 @@ def test_requeue_errors_propagate_in_process(operator):
 @pytest.mark.django_db
 def test_auto_requeue_dry_run_changes_nothing(settings):
     settings.OUTBOX_REQUEUE_BATCH = 10
-    dead = message(Status.DEAD)
+    dead = outbound_message(Status.DEAD)
 
     preview = outbox("auto-requeue", "--dry-run")
     assert preview.startswith("1 would be requeued")
@@ -116,8 +102,8 @@ def test_auto_requeue_dry_run_changes_nothing(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_command_line_maps_errors_to_exit_codes(operator):
-    sent = message(Status.SENT)
-    dead = message(Status.DEAD)
+    sent = outbound_message(Status.SENT)
+    dead = outbound_message(Status.DEAD)
 
     def run(*args):
         env = {"DATABASE_URL": database_url(), "VAR_DIR": str(settings.VAR_DIR)}

@@ -35,6 +35,17 @@ def announced(telegram, approver_account, agent_actor):
     return approval, message["message_id"]
 
 
+def press_approve(telegram, announced, *, replays=0):
+    """Alice presses Approve on the announced message; Telegram sends it ``replays`` times more."""
+    approval, message_id = announced
+    press = telegram.control.press_button(
+        APPROVER_CHAT, message_id, ALICE, f"approve:{approval.pk.hex}"
+    )
+    for _ in range(replays):
+        telegram.control.redeliver(press["update_id"])
+    return press
+
+
 def process_received():
     for pk in InboundUpdate.objects.filter(status="received").values_list("pk", flat=True):
         inbound.process(pk)
@@ -51,16 +62,12 @@ def assert_decided_answered_and_edited_once(telegram, approval):
 
 @pytest.mark.django_db(transaction=True)
 def test_press_replayed_by_the_webhook_decides_once(telegram, announced, live_server):
-    approval, message_id = announced
+    approval, _ = announced
     get_client().call(
         "setWebhook",
         {"url": f"{live_server.url}/telegram/webhook/", "secret_token": WEBHOOK_SECRET},
     )
-    press = telegram.control.press_button(
-        APPROVER_CHAT, message_id, ALICE, f"approve:{approval.pk.hex}"
-    )
-    for _ in range(REPLAYS):
-        telegram.control.redeliver(press["update_id"])
+    press = press_approve(telegram, announced, replays=REPLAYS)
 
     wait_for(
         lambda: telegram.control.stats()["webhook_delivered"] >= REPLAYS + 1,
@@ -73,12 +80,8 @@ def test_press_replayed_by_the_webhook_decides_once(telegram, announced, live_se
 
 @pytest.mark.django_db
 def test_press_replayed_by_get_updates_decides_once(telegram, announced):
-    approval, message_id = announced
-    press = telegram.control.press_button(
-        APPROVER_CHAT, message_id, ALICE, f"approve:{approval.pk.hex}"
-    )
-    for _ in range(REPLAYS):
-        telegram.control.redeliver(press["update_id"])
+    approval, _ = announced
+    press = press_approve(telegram, announced, replays=REPLAYS)
     poller = Poller(timeout=0, process_inline=True)
 
     wait_for(lambda: poller.poll_once() == 0, message="getUpdates to run dry")
@@ -90,9 +93,7 @@ def test_press_replayed_by_get_updates_decides_once(telegram, announced):
 @pytest.mark.django_db
 def test_same_callback_query_under_new_update_ids_decides_once(telegram, announced):
     approval, message_id = announced
-    press = telegram.control.press_button(
-        APPROVER_CHAT, message_id, ALICE, f"approve:{approval.pk.hex}"
-    )
+    press = press_approve(telegram, announced)
     for _ in range(REPLAYS):
         update = button_update(
             f"approve:{approval.pk.hex}",
