@@ -60,7 +60,6 @@ LIST = errors(400, 401, 429)
 WRITE = errors(400, 401, 403, 404, 409, 415, 422, 429)
 
 
-
 def _link(target, *, body=None):
     """A link to ``target`` for the object in the answer; ``body``: what to send, if anything."""
     link = {"operationId": target, "parameters": {"id": "$response.body#/id"}}

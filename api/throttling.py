@@ -46,15 +46,22 @@ class TokenRateThrottle(BaseThrottle):
             who = f"user:{request.user.pk}"
         else:
             who = f"addr:{self.get_ident(request)}"
-        key = f"api-throttle:{who}:{period}:{window}"
-        cache.add(key, 0, timeout=period + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            # The counter expired between add() and incr(): this request opens a new window.
-            cache.set(key, 1, timeout=period + 1)
-            count = 1
-        return count <= limit
+        return count(f"api-throttle:{who}:{period}:{window}", timeout=period + 1) <= limit
 
     def wait(self):
         return self.retry_after
+
+
+def count(key, *, timeout):
+    """Add one to the counter ``key`` and return it; a missing counter starts at 1.
+
+    Incrementing first costs one cache call per request once the window's counter exists;
+    only the first request of a window also creates it.
+    """
+    try:
+        return cache.incr(key)
+    except ValueError:
+        if cache.add(key, 1, timeout=timeout):
+            return 1
+    # Another request created the counter between our incr() and add().
+    return cache.incr(key)

@@ -292,9 +292,10 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         context = super().change_page_context(request, approval)
         if approval is not None:
             context["step_url"] = reverse("admin:claims_approvalrequest_step", args=[approval.pk])
-            context["steps"] = [
-                (step, step.capitalize()) for step in self.available_steps(request, approval)
-            ]
+            steps = self.available_steps(request, approval)
+            context["steps"] = [(step, step.capitalize()) for step in steps]
+            # A note explains a decision; archiving alone needs none.
+            context["takes_note"] = any(step != "archive" for step in steps)
         return context
 
     def step_view(self, request, object_id):

@@ -1,0 +1,24 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils.module_loading import import_string
+from django_q.models import Schedule
+
+from backoffice.schedules import SCHEDULES
+
+
+@pytest.mark.parametrize("entry", SCHEDULES, ids=lambda entry: entry["func"])
+def test_every_scheduled_task_is_an_importable_function(entry):
+    assert callable(import_string(entry["func"]))
+
+
+def test_install_schedules_creates_each_schedule_once(db):
+    call_command("install_schedules", stdout=StringIO())
+    out = StringIO()
+    call_command("install_schedules", stdout=out)
+
+    assert Schedule.objects.count() == len(SCHEDULES)
+    assert out.getvalue().count("updated:") == len(SCHEDULES)
+    sweep = Schedule.objects.get(func="telegram_bridge.tasks.sweep")
+    assert (sweep.schedule_type, sweep.minutes, sweep.repeats) == (Schedule.MINUTES, 1, -1)
