@@ -1,4 +1,4 @@
-"""Request rate limits per API user, counted in the shared cache."""
+"""Request rate limits per API token, counted in the shared cache."""
 
 import time
 
@@ -31,7 +31,8 @@ def parse_rate(rate):
 
 
 class TokenRateThrottle(BaseThrottle):
-    """At most ``API_THROTTLE_RATE`` requests per user (per client address when anonymous).
+    """At most ``API_THROTTLE_RATE`` requests per token (per user for a browser session, per
+    client address when anonymous).
 
     A fixed window counter: one atomic increment per request, so the cost stays flat however
     generous the rate is, and every gunicorn worker sees the same count through the cache.
@@ -42,7 +43,11 @@ class TokenRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         self.retry_after = period * (window + 1) - now
-        if request.user and request.user.is_authenticated:
+        token = getattr(request.auth, "token_key", None)
+        if token:
+            # Each agent's token has its own budget, even when one user holds several.
+            who = f"token:{token}"
+        elif request.user and request.user.is_authenticated:
             who = f"user:{request.user.pk}"
         else:
             who = f"addr:{self.get_ident(request)}"

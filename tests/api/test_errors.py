@@ -2,6 +2,8 @@
 
 import pytest
 
+from .conftest import client_with_token, token_for
+
 URL = "/api/v1/claims/"
 
 
@@ -21,6 +23,14 @@ class TestThrottling:
         for _ in range(3):
             agent_client.get(URL)
         assert approver_client.get(URL).status_code == 200
+
+    def test_each_token_of_one_user_has_its_own_allowance(self, agent_user, settings):
+        settings.API_THROTTLE_RATE = "2/day"
+        first, second = (client_with_token(token_for(agent_user)) for _ in range(2))
+        for _ in range(3):
+            first.get(URL)
+        assert first.get(URL).status_code == 429
+        assert second.get(URL).status_code == 200
 
     def test_a_malformed_rate_setting_is_refused_loudly(self, settings):
         from api.throttling import parse_rate
