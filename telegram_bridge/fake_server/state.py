@@ -7,6 +7,7 @@ HTTP control interface (and so ``FakeTelegramControl``) can call.
 
 import itertools
 import math
+import random
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -177,12 +178,14 @@ class FakeState:
     def _clear(self):
         self.chat_messages = {}
         self.message_ids = defaultdict(int)
-        self.update_ids = itertools.count(1)
+        # Like Telegram, ids start at an arbitrary number, so a restarted fake never repeats the
+        # update or callback query ids a database kept from an earlier run.
+        self.update_ids = itertools.count(random.randint(10**8, 9 * 10**8))
         self.all_updates = {}
         self.pending = []
         self.allowed_updates = None
         self.callback_queries = {}
-        self.callback_ids = itertools.count(1)
+        self.callback_ids = itertools.count(random.randint(10**8, 9 * 10**8))
         self.webhook = Webhook()
         self.faults = defaultdict(deque)
         self.blocked_chats = set()

@@ -257,6 +257,20 @@ def test_get_updates_returns_pending_updates_until_confirmed_by_offset(api, fake
     assert confirmed == []
 
 
+def test_a_restarted_server_does_not_repeat_update_or_callback_ids():
+    """A database outlives the fake; ids it already stored must not come back after a restart."""
+    seen = []
+    for _ in range(2):
+        with FakeTelegramServer() as server:
+            text = server.control.send_text(5, 5, "/status")
+            press = server.control.press_button(5, 1, 5, "approve:abc")
+            seen.append((text["update_id"], press["callback_query"]["id"]))
+
+    (first_update, first_query), (second_update, second_query) = seen
+    assert first_update != second_update
+    assert first_query != second_query
+
+
 def test_a_long_poll_returns_as_soon_as_an_update_arrives(api, fake_telegram):
     results = []
     poll = threading.Thread(
