@@ -6,7 +6,10 @@ dropped here), then drives it with concurrent clients, each a thread with its ow
 the target: at least 400 approvals/s with p99 under 50 ms.
 
     .venv/bin/python bench/api_http.py [--clients 8] [--approvals 3000] [--claims 1500]
-        [--workers 4] [--threads 2]
+        [--workers 4] [--threads 1]
+
+The defaults are the best measured on a 2-core machine: 4 sync workers (one thread each) kept
+both cores busy while requests waited on PostgreSQL, and beat 2x1, 3x1, 4x2 and 2x4 (gthread).
 
 PostgreSQL comes from BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
 the throttle's cache uses Redis at BENCH_REDIS_URL when it answers, else the database.
@@ -186,7 +189,7 @@ def main():
     parser.add_argument("--approvals", type=int, default=3000)
     parser.add_argument("--claims", type=int, default=1500, help="claim+release pairs")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     options = parser.parse_args()
 
     admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
