@@ -17,6 +17,7 @@ from knox.models import AuthToken
 from audit.actors import Actor, Source
 from claims.errors import InvalidInput
 
+from .models import ApiToken
 from .tokens import MAX_EXPIRY_HOURS, create_token
 
 
@@ -32,12 +33,13 @@ class TokenCreationForm(forms.Form):
     )
 
 
+# Staff manage tokens as "API tokens" under the REST API; knox's own page would show them apart.
 if admin.site.is_registered(AuthToken):
     admin.site.unregister(AuthToken)
 
 
-@admin.register(AuthToken)
-class AuthTokenAdmin(admin.ModelAdmin):
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens are listed by their public prefix; revoke one by deleting it."""
 
     list_display = ["token_key", "user", "created", "expiry"]

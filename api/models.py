@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from knox.models import AuthToken
 
 
 class IdempotencyKey(models.Model):
@@ -33,3 +34,11 @@ class IdempotencyKey(models.Model):
     @property
     def in_progress(self):
         return self.response_status is None
+
+
+class ApiToken(AuthToken):
+    """An agent's API token, as staff see it in the admin (a knox token, stored hashed)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "API token"

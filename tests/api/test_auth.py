@@ -103,23 +103,23 @@ class TestAdminTokenPage:
         self, superuser_client, agent_user
     ):
         response = superuser_client.post(
-            "/admin/knox/authtoken/add/", {"user": agent_user.pk, "expiry_hours": 3}
+            "/admin/api/apitoken/add/", {"user": agent_user.pk, "expiry_hours": 3}
         )
         assert response.status_code == 200
         assert "no-store" in response["Cache-Control"]
         key = response.context["key"]
         assert key.encode() in response.content
         assert client_with_token(key).get(URL).status_code == 200
-        listing = superuser_client.get("/admin/knox/authtoken/")
+        listing = superuser_client.get("/admin/api/apitoken/")
         token = AuthToken.objects.get(user=agent_user)
-        detail = superuser_client.get(f"/admin/knox/authtoken/{token.pk}/change/")
+        detail = superuser_client.get(f"/admin/api/apitoken/{token.pk}/change/")
         for page in (listing, detail):
             assert page.status_code == 200
             assert key.encode() not in page.content
         assert AuditEvent.objects.get(action="api_token.created").source == "admin"
 
     def test_the_form_rejects_a_missing_user(self, superuser_client):
-        response = superuser_client.post("/admin/knox/authtoken/add/", {"expiry_hours": 3})
+        response = superuser_client.post("/admin/api/apitoken/add/", {"expiry_hours": 3})
         assert response.status_code == 200
         assert response.context["form"].errors["user"]
         assert not AuthToken.objects.exists()
@@ -127,7 +127,7 @@ class TestAdminTokenPage:
     def test_staff_without_permission_cannot_create_tokens(self, client, agent_user):
         client.force_login(baker.make("auth.User", is_staff=True))
         response = client.post(
-            "/admin/knox/authtoken/add/", {"user": agent_user.pk, "expiry_hours": 3}
+            "/admin/api/apitoken/add/", {"user": agent_user.pk, "expiry_hours": 3}
         )
         assert response.status_code == 403
         assert not AuthToken.objects.exists()
