@@ -21,11 +21,6 @@ from . import selectors, services
 from .errors import ClaimsError, InvalidTransition
 from .models import ApprovalRequest, Claim
 
-Status = ApprovalRequest.Status
-
-# Where a decision can still be taken; a refusal from any other status reads "<id> is <status>".
-OPEN_STATUSES = {Status.PENDING, Status.POSTPONED}
-
 
 def admin_actor(request):
     return Actor(source=Source.ADMIN, user=request.user)
@@ -33,7 +28,10 @@ def admin_actor(request):
 
 def _why_skipped(label, error):
     """A short reason naming the object, e.g. "3f2a9c1b is denied"."""
-    if isinstance(error, InvalidTransition) and error.status not in OPEN_STATUSES:
+    if (
+        isinstance(error, InvalidTransition)
+        and error.status not in ApprovalRequest.AWAITING_DECISION
+    ):
         return f"{label} is {error.status}"
     return error.message.rstrip(".")
 

@@ -75,6 +75,9 @@ class ApprovalRequest(models.Model):
         EXECUTED = "executed", "Executed"
         ARCHIVED = "archived", "Archived"
 
+    # A request in one of these may still be approved or denied; any other status is final.
+    AWAITING_DECISION = frozenset({Status.PENDING, Status.POSTPONED})
+
     class DecisionSource(models.TextChoices):
         ADMIN = "admin", "Admin"
         API = "api", "API"

@@ -80,6 +80,6 @@ def pending_approvals():
 def overdue_approvals(now=None):
     """Pending or postponed requests whose time to be decided has passed."""
     return ApprovalRequest.objects.filter(
-        status__in=[ApprovalRequest.Status.PENDING, ApprovalRequest.Status.POSTPONED],
+        status__in=ApprovalRequest.AWAITING_DECISION,
         expires_at__lte=now or timezone.now(),
     )

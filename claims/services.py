@@ -305,8 +305,8 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
 
 # Which decisions may be taken from which status, and the status a repeat leaves untouched.
 DECISIONS = {
-    "approve": (Status.APPROVED, {Status.PENDING, Status.POSTPONED}),
-    "deny": (Status.DENIED, {Status.PENDING, Status.POSTPONED}),
+    "approve": (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
+    "deny": (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
     "postpone": (Status.POSTPONED, {Status.PENDING}),
     "reopen": (Status.PENDING, {Status.POSTPONED}),
 }
@@ -419,7 +419,7 @@ def expire_overdue(*, actor, now=None):
                 ApprovalRequest.objects.select_for_update()
                 .filter(
                     pk=approval_id,
-                    status__in=[Status.PENDING, Status.POSTPONED],
+                    status__in=ApprovalRequest.AWAITING_DECISION,
                     expires_at__lte=now,
                 )
                 .first()

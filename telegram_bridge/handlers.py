@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from html import escape
 
+from django.utils.text import Truncator
+
 from audit.actors import Actor, Source
 from audit.services import record
 from claims import selectors, services
@@ -132,7 +134,7 @@ def _info(hex_id):
 def _answer(key, sender, query_id, text, *, show_alert=False):
     # The answer pops up for the one user who pressed, so it counts against their send rate,
     # not the (much slower) rate of the group the button is in.
-    payload = {"callback_query_id": query_id, "text": _shorten(text, CALLBACK_TEXT_LIMIT)}
+    payload = {"callback_query_id": query_id, "text": Truncator(text).chars(CALLBACK_TEXT_LIMIT)}
     if show_alert:
         payload["show_alert"] = True
     outbox.enqueue(
@@ -180,7 +182,7 @@ def on_message(message):
 
 def _decide_by_prefix(sender, decision, arguments, chat_id):
     if not sender.may_decide:
-        attempted = _shorten(f"/{decision} {' '.join(arguments)}".strip(), 100)
+        attempted = Truncator(f"/{decision} {' '.join(arguments)}".strip()).chars(100)
         return _refuse(sender, attempted, chat_id)
     if len(arguments) != 1:
         return f"Give the request id: /{decision} &lt;first 6+ characters of the id&gt;"
@@ -199,7 +201,7 @@ def _status(sender, chat_id):
         return "No requests are waiting for a decision."
     lines = [f"<b>Waiting for a decision</b> ({len(pending[:STATUS_LIST_LIMIT])} shown)"]
     for approval in pending[:STATUS_LIST_LIMIT]:
-        excerpt = escape(_shorten(" ".join(approval.text.split()), 60), quote=False)
+        excerpt = escape(Truncator(" ".join(approval.text.split())).chars(60), quote=False)
         lines.append(f"<code>{approval.short_id}</code> {approval.kind}: {excerpt}")
     if len(pending) > STATUS_LIST_LIMIT:
         lines.append("…and more; see the admin for the full list.")
@@ -224,7 +226,7 @@ def _decided(sender, decision, approval):
     done = DONE[decision]
     if not result.changed:
         return f"Request {approval.short_id} was already {done.lower()}."
-    return f"{done} request {approval.short_id}: {_shorten(approval.text, 80)}"
+    return f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):
@@ -272,7 +274,3 @@ def _chat_id(message):
 def _is_int(value):
     """A whole number that fits the 64-bit columns ids are stored in."""
     return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
-def _shorten(text, limit):
-    return text if len(text) <= limit else text[: limit - 1] + "…"

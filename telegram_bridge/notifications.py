@@ -20,6 +20,7 @@ from html import escape
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import Truncator
 from django_q.models import Schedule
 from django_q.tasks import schedule
 
@@ -35,7 +36,6 @@ TEXT_LIMIT = 3000
 # How long to wait before looking again at an original message that was being sent.
 REFRESH_DELAY = timedelta(seconds=10)
 
-DECIDABLE = {Status.PENDING, Status.POSTPONED}
 STATE_LINES = {
     Status.APPROVED: "✅ Approved",
     Status.DENIED: "❌ Denied",
@@ -113,7 +113,7 @@ def render(approval):
     lines = [
         f"<b>Approval request</b> · {escape(approval.get_kind_display())}",
         "",
-        escape(_shorten(approval.text, TEXT_LIMIT), quote=False),
+        escape(Truncator(approval.text).chars(TEXT_LIMIT), quote=False),
         "",
         f"Requested by {escape(approval.requested_by, quote=False)}",
         f"Id <code>{approval.short_id}</code> · expires {_when(approval.expires_at)}",
@@ -124,7 +124,7 @@ def render(approval):
     if state:
         lines += ["", state]
     message = {"text": "\n".join(lines), "parse_mode": "HTML"}
-    if approval.status in DECIDABLE:
+    if approval.status in ApprovalRequest.AWAITING_DECISION:
         message["reply_markup"] = keyboard(approval)
     return message
 
@@ -154,10 +154,6 @@ def keyboard(approval):
             ]
         ]
     }
-
-
-def _shorten(text, limit):
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _when(moment):

@@ -353,14 +353,18 @@ def _schedule_retry(message_id, retry_in):
 # --- Dead letters ---------------------------------------------------------------------------
 
 
+def _require_requeue_permission(actor):
+    if not actor.has_perm(REQUEUE_PERMISSION):
+        raise NotPermitted(f"{actor.name} may not requeue outbound messages.")
+
+
 def requeue(message_id, *, actor):
     """Give a failed or dead message a fresh set of attempts; audited as ``telegram.requeued``.
 
     Returns False when the message is already queued (nothing to do). A message being sent or
     already sent cannot be requeued: that would send it twice.
     """
-    if not actor.has_perm(REQUEUE_PERMISSION):
-        raise NotPermitted(f"{actor.name} may not requeue outbound messages.")
+    _require_requeue_permission(actor)
     with transaction.atomic():
         try:
             message = OutboundMessage.objects.select_for_update().get(pk=int(message_id))
@@ -386,9 +390,11 @@ class RequeueReport(NamedTuple):
 
 
 def requeue_many(message_ids, *, actor):
-    """``requeue`` each message in its own transaction; one that cannot be requeued is skipped."""
-    if not actor.has_perm(REQUEUE_PERMISSION):
-        raise NotPermitted(f"{actor.name} may not requeue outbound messages.")
+    """``requeue`` each message in its own transaction; one that cannot be requeued is skipped.
+
+    Refused as a whole, even for no messages, when the actor may not requeue.
+    """
+    _require_requeue_permission(actor)
     report = RequeueReport([], [])
     for message_id in message_ids:
         try:
