@@ -1,10 +1,12 @@
-"""Request rate limits per API token, counted in the shared cache."""
+"""Request rate limits per API token, counted where every worker sees the same count."""
 
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
+
+from backoffice.redis_client import run_script
 
 PERIODS = {
     "s": 1,
@@ -35,7 +37,7 @@ class TokenRateThrottle(BaseThrottle):
     client address when anonymous).
 
     A fixed window counter: one atomic increment per request, so the cost stays flat however
-    generous the rate is, and every gunicorn worker sees the same count through the cache.
+    generous the rate is, and every gunicorn worker sees the same count.
     """
 
     def allow_request(self, request, view):
@@ -57,12 +59,25 @@ class TokenRateThrottle(BaseThrottle):
         return self.retry_after
 
 
+# KEYS: the window's counter. ARGV: its lifetime; it expires soon after its window ends.
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
+
 def count(key, *, timeout):
     """Add one to the counter ``key`` and return it; a missing counter starts at 1.
 
-    Incrementing first costs one cache call per request once the window's counter exists;
-    only the first request of a window also creates it.
+    On Redis this is one script call. Otherwise the cache (a database table) counts: incrementing
+    first costs one call per request once the window's counter exists; only the first request of
+    a window also creates it.
     """
+    if settings.REDIS_URL:
+        return run_script(COUNT_SCRIPT, keys=[f"{settings.CACHE_KEY_PREFIX}:{key}"], args=[timeout])
     try:
         return cache.incr(key)
     except ValueError:

@@ -93,7 +93,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     # A file, not memory, so worker processes started by tests share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# PostgreSQL: parameters travel apart from the SQL and a statement run often on a connection is
+# prepared once, so the server parses and plans it once instead of on every request. Turn this off
+# behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode).
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=True
+):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"server_side_binding": True, "prepare_threshold": 5}
+    )
+# Each process keeps its connection for this many seconds instead of opening one per request.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Permissions are looked up once and kept in the cache; see backoffice.permission_cache.
+AUTHENTICATION_BACKENDS = ["backoffice.permission_cache.CachedPermissionBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

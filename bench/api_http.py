@@ -1,34 +1,39 @@
 """HTTP benchmark of the REST API: approvals and claim/release under concurrent clients.
 
 Starts gunicorn on 127.0.0.1 against a throwaway PostgreSQL database (created, migrated and
-dropped here), then drives it with concurrent clients, each a thread with its own
-``requests.Session`` and token. Prints requests per second with p50/p99 latency and the ratio to
-the target: at least 400 approvals/s with p99 under 50 ms.
+dropped here) and drives it with wrk: each wrk thread is one client with one connection and a
+token of its own (see api_http.lua). Prints requests per second with p50/p99 latency and the
+ratio to the target: at least 400 approvals/s with p99 under 50 ms.
 
-    .venv/bin/python bench/api_http.py [--clients 8] [--approvals 3000] [--claims 1500]
-        [--workers 4] [--threads 1]
+    .venv/bin/python bench/api_http.py [--clients 8] [--seconds 10] [--workers 4]
 
-The defaults are the best measured on a 2-core machine: 4 sync workers (one thread each) kept
-both cores busy while requests waited on PostgreSQL, and beat 2x1, 3x1, 4x2 and 2x4 (gthread).
+wrk comes from Debian (``apt-get install -y wrk``). A load generator written in C leaves the
+two cores of the benchmark machine to the server: eight Python clients in threads took a fifth of
+the CPU on their own. Each approval decides a different pending request; a run that would decide
+one twice (every request already decided) fails and asks for a shorter run.
 
 PostgreSQL comes from BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
-the throttle's cache uses Redis at BENCH_REDIS_URL when it answers, else the database.
+the throttle counts in Redis at BENCH_REDIS_URL when it answers, else in the database.
 """
 
 import argparse
+import json
 import os
-import statistics
+import shutil
+import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
+from pathlib import Path
 
 import requests
 import support
 
 TARGET_RPS = 400
 TARGET_P99_MS = 50
+# Pending requests made per client and per second of the run, above the fastest rate seen.
+APPROVALS_PER_CLIENT_SECOND = 100
+SCRIPT = Path(__file__).with_suffix(".lua")
 
 
 def environment(database_url, redis_url, run_id):
@@ -53,6 +58,7 @@ def prepare(env, clients, approvals):
 
     django.setup()
     from django.contrib.auth.models import Group, User
+    from django.db import connections
 
     from api.tokens import create_token
     from audit.actors import system_actor
@@ -73,124 +79,81 @@ def prepare(env, clients, approvals):
         )
         for n in range(approvals)
     ]
-    from django.db import connections
-
     connections.close_all()
     return keys, pending
 
 
-def drive(clients, work):
-    """Run ``work(client_number, latencies)`` in one thread per client; return (seconds, ms)."""
-    latencies = [[] for _ in range(clients)]
-    barrier = threading.Barrier(clients + 1)
-    errors = []
-
-    def run(number):
-        barrier.wait()
-        try:
-            work(number, latencies[number])
-        except Exception as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return elapsed, [ms for client in latencies for ms in client]
-
-
-def timed(session, method, url, latencies, expect, **kwargs):
-    started = time.perf_counter()
-    response = session.request(method, url, timeout=30, **kwargs)
-    latencies.append((time.perf_counter() - started) * 1000)
-    if response.status_code != expect:
-        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:200]}")
-    return response
+def run_wrk(base_url, keys, seconds, *script_args):
+    """One wrk run, a thread and a connection per token; returns the script's RESULT."""
+    completed = subprocess.run(
+        [
+            "wrk",
+            f"--threads={len(keys)}",
+            f"--connections={len(keys)}",
+            f"--duration={seconds}s",
+            "--timeout=10s",
+            f"--script={SCRIPT}",
+            base_url,
+            "--",
+            *script_args,
+        ],
+        env={**os.environ, "BENCH_TOKENS": ",".join(keys)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    if result["failed"] or result["socket_errors"]:
+        raise SystemExit(
+            f"{result['failed']} unexpected answers and {result['socket_errors']} socket errors, "
+            f"first: {result['failure']}"
+        )
+    return result
 
 
-def report(name, elapsed, latencies):
-    rps = len(latencies) / elapsed
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+def report(name, result):
+    rps = result["requests"] / result["seconds"]
     print(
-        f"{name:<16} {len(latencies):>6} requests in {elapsed:6.2f}s  {rps:7.1f} req/s  "
-        f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-        f"(x{rps / TARGET_RPS:.2f} of {TARGET_RPS}/s, p99 x{p99 / TARGET_P99_MS:.2f} of "
-        f"{TARGET_P99_MS} ms)"
+        f"{name:<14} {result['requests']:>6} requests in {result['seconds']:5.2f}s  "
+        f"{rps:7.1f} req/s  p50 {result['p50_ms']:5.1f} ms  p99 {result['p99_ms']:5.1f} ms  "
+        f"(x{rps / TARGET_RPS:.2f} of {TARGET_RPS}/s, "
+        f"p99 x{result['p99_ms'] / TARGET_P99_MS:.2f} of {TARGET_P99_MS} ms)"
     )
 
 
-def sessions(keys):
-    out = []
+def measure(options, port, keys, pending):
+    """Warm every worker up, then time the approvals and the claim+release pairs."""
+    base_url = f"http://127.0.0.1:{port}"
     for key in keys:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {key}"
-        out.append(session)
-    return out
-
-
-def measure(options, port, keys, pending, redis_url):
-    """Warm the server up, then time the approvals and the claim+release pairs."""
-    base = f"http://127.0.0.1:{port}/api/v1"
-    clients = sessions(keys)
-    print(
-        f"gunicorn {options.workers} workers x {options.threads} threads, "
-        f"{options.clients} clients, throttle cache: {'redis' if redis_url else 'database'}"
-    )
-
-    # Warm every worker's connections and imports before measuring.
-    for session in clients:
         for _ in range(5):
-            session.get(f"{base}/claims/?limit=1", timeout=30)
+            requests.get(
+                f"{base_url}/api/v1/claims/?limit=1",
+                headers={"Authorization": f"Token {key}"},
+                timeout=30,
+            ).raise_for_status()
 
-    share = [pending[n :: options.clients] for n in range(options.clients)]
-
-    def approve(number, latencies):
-        session = clients[number]
-        for approval_id in share[number]:
-            timed(session, "POST", f"{base}/approvals/{approval_id}/approve/", latencies, 200)
-
-    report("approve", *drive(options.clients, approve))
-
-    per_client = options.claims // options.clients
-
-    def claim_and_release(number, latencies):
-        session = clients[number]
-        for n in range(per_client):
-            body = {
-                "story": f"B-{number}-{n}",
-                "todolist": "bench",
-                "agent_id": f"agent-{number}",
-                "fingerprint": f"fp-{number}",
-            }
-            claimed = timed(session, "POST", f"{base}/claims/", latencies, 201, json=body)
-            timed(
-                session,
-                "POST",
-                f"{base}/claims/{claimed.json()['id']}/release/",
-                latencies,
-                200,
-                json={"agent_id": f"agent-{number}"},
-            )
-
-    report("claim+release", *drive(options.clients, claim_and_release))
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as ids:
+        ids.write("\n".join(pending) + "\n")
+        ids.flush()
+        approvals = run_wrk(base_url, keys, options.seconds, "approve", ids.name)
+    if approvals["repeated"]:
+        raise SystemExit(
+            f"every pending request was decided before the run ended ({len(pending)}); "
+            "run for fewer --seconds"
+        )
+    report("approve", approvals)
+    report("claim+release", run_wrk(base_url, keys, options.seconds, "claim"))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--approvals", type=int, default=3000)
-    parser.add_argument("--claims", type=int, default=1500, help="claim+release pairs")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each timed run")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
     admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -198,17 +161,18 @@ def main():
     run_id = uuid.uuid4().hex[:8]
     with support.ThrowawayPostgres(admin_url) as database_url:
         env = environment(database_url, redis_url, run_id)
-        keys, pending = prepare(env, options.clients, options.approvals)
+        approvals = options.clients * options.seconds * APPROVALS_PER_CLIENT_SECOND
+        keys, pending = prepare(env, options.clients, approvals)
         port = support.free_port()
         process = support.start_gunicorn(
-            env,
-            port,
-            workers=options.workers,
-            threads=options.threads,
-            worker_class="gthread" if options.threads > 1 else "sync",
+            env, port, workers=options.workers, threads=1, worker_class="sync"
+        )
+        print(
+            f"gunicorn {options.workers} sync workers, {options.clients} clients (wrk), "
+            f"throttle counts in {'Redis' if redis_url else 'the database'}"
         )
         try:
-            measure(options, port, keys, pending, redis_url)
+            measure(options, port, keys, pending)
         finally:
             support.stop_gunicorn(process)
 

@@ -43,8 +43,7 @@ def redis_answers(url):
 class ThrowawayPostgres:
     """A database of its own on the benchmark server, dropped afterwards.
 
-    Entering it yields the database's URL, with persistent connections so that each gunicorn
-    thread keeps its PostgreSQL session.
+    Entering it yields the database's URL.
     """
 
     def __init__(self, server_url, prefix="claimdesk_bench"):
@@ -58,7 +57,7 @@ class ThrowawayPostgres:
     def __enter__(self):
         self._admin(f'CREATE DATABASE "{self.name}"')
         parts = urlsplit(self.server_url)
-        return urlunsplit(parts._replace(path=f"/{self.name}")) + "?conn_max_age=600"
+        return urlunsplit(parts._replace(path=f"/{self.name}"))
 
     def __exit__(self, *exc_info):
         self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

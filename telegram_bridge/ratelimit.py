@@ -17,12 +17,12 @@ outside a transaction, so the lock is held for a moment and not for the caller's
 """
 
 import math
-import os
 import time
 
-import redis
 from django.conf import settings
 from django.db import transaction
+
+from backoffice.redis_client import run_script
 
 from .models import RateLimitState
 
@@ -45,7 +45,7 @@ def pause(chat_id, seconds):
     key = GLOBAL_KEY if chat_id is None else _chat_key(int(chat_id))
     seconds = max(float(seconds), 0.0)
     if settings.REDIS_URL:
-        _redis_scripts().pause(keys=[_redis_key(key)], args=[seconds, REDIS_KEY_TTL_SECONDS])
+        run_script(PAUSE_SCRIPT, keys=[_redis_key(key)], args=[seconds, REDIS_KEY_TTL_SECONDS])
         return
     with transaction.atomic():
         row = _locked(key)
@@ -143,31 +143,13 @@ return 1
 """
 
 
-class _RedisScripts:
-    def __init__(self, url):
-        client = redis.Redis.from_url(url)
-        self.reserve = client.register_script(RESERVE_SCRIPT)
-        self.pause = client.register_script(PAUSE_SCRIPT)
-
-
-_redis_cache = {}
-
-
-def _redis_scripts():
-    """This process's Redis client and scripts (a forked worker opens its own connections)."""
-    key = (os.getpid(), settings.REDIS_URL)
-    if key not in _redis_cache:
-        _redis_cache.clear()
-        _redis_cache[key] = _RedisScripts(settings.REDIS_URL)
-    return _redis_cache[key]
-
-
 def _redis_key(name):
     return f"{settings.TELEGRAM_RATE_REDIS_PREFIX}:{name}"
 
 
 def _redis_reserve(chat_id):
-    wait = _redis_scripts().reserve(
+    wait = run_script(
+        RESERVE_SCRIPT,
         keys=[
             _redis_key(_chat_key(chat_id)),
             _redis_key(GLOBAL_KEY),

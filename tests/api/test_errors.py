@@ -1,13 +1,35 @@
 """Every failure has the one error body; throttling answers 429 with Retry-After."""
 
+import uuid
+
 import pytest
+import redis
 
 from .conftest import client_with_token, token_for
 
 URL = "/api/v1/claims/"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["database", "redis"])
+def counters(request, settings):
+    """The throttle counts in Redis when REDIS_URL is set, else in the cache's table."""
+    if request.param == "database":
+        settings.REDIS_URL = ""
+        yield
+        return
+    settings.REDIS_URL = REDIS_URL
+    settings.CACHE_KEY_PREFIX = prefix = f"test-throttle-{uuid.uuid4().hex}"
+    yield
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    assert keys, "the throttle counted elsewhere"
+    client.delete(*keys)
+    client.close()
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("counters")
 class TestThrottling:
     def test_requests_over_the_rate_get_429_with_retry_after(self, agent_client, settings):
         settings.API_THROTTLE_RATE = "3/day"
@@ -32,12 +54,13 @@ class TestThrottling:
         assert first.get(URL).status_code == 429
         assert second.get(URL).status_code == 200
 
-    def test_a_malformed_rate_setting_is_refused_loudly(self, settings):
-        from api.throttling import parse_rate
 
-        with pytest.raises(ValueError, match="API_THROTTLE_RATE"):
-            parse_rate("lots")
-        assert parse_rate("1000/min") == (1000, 60)
+def test_a_malformed_rate_setting_is_refused_loudly():
+    from api.throttling import parse_rate
+
+    with pytest.raises(ValueError, match="API_THROTTLE_RATE"):
+        parse_rate("lots")
+    assert parse_rate("1000/min") == (1000, 60)
 
 
 @pytest.mark.django_db
