@@ -11,10 +11,28 @@ from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage
 
+
+class OutputSerializer(serializers.ModelSerializer):
+    """A serializer that only turns instances into answers, with fields built once per class.
+
+    DRF builds a serializer's fields for every instance it is given, and for a model serializer
+    that costs more than the rendering itself. ``represent()`` builds them once per class and
+    reuses them, as DRF's ``ListSerializer`` reuses one child for every item of a list. That is
+    only safe for fields that keep no per-request state: these read no ``context``.
+    """
+
+    @classmethod
+    def represent(cls, instance):
+        shared = cls.__dict__.get("_shared")
+        if shared is None:
+            shared = cls._shared = cls()
+        return shared.to_representation(instance)
+
+
 # --- Claims ---------------------------------------------------------------------------------
 
 
-class ClaimSerializer(serializers.ModelSerializer):
+class ClaimSerializer(OutputSerializer):
     """A lease; the holder's fingerprint is left out, since it proves holdership."""
 
     live = serializers.SerializerMethodField()
@@ -89,7 +107,7 @@ class RefreshSerializer(HolderSerializer):
 # --- Approval requests ----------------------------------------------------------------------
 
 
-class ApprovalSerializer(serializers.ModelSerializer):
+class ApprovalSerializer(OutputSerializer):
     requested_by_user = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -168,7 +186,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
-class OutboundMessageSerializer(serializers.ModelSerializer):
+class OutboundMessageSerializer(OutputSerializer):
     class Meta:
         model = OutboundMessage
         fields = [

@@ -66,7 +66,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = ClaimFilter
 
     def retrieve(self, request, pk=None):
-        return Response(ClaimSerializer(get_claim(pk)).data)
+        return Response(ClaimSerializer.represent(get_claim(pk)))
 
     @extend_schema(
         summary="Claim a work item",
@@ -87,7 +87,9 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             actor=api_actor(request, label=data["agent_id"]),
         )
         code = status.HTTP_200_OK if granted.outcome == "refreshed" else status.HTTP_201_CREATED
-        return Response({**ClaimSerializer(granted.claim).data, "outcome": granted.outcome}, code)
+        return Response(
+            {**ClaimSerializer.represent(granted.claim), "outcome": granted.outcome}, code
+        )
 
     @extend_schema(
         summary="Extend your lease",
@@ -106,7 +108,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             ttl_seconds=data.get("ttl_seconds"),
             actor=api_actor(request, label=data.get("agent_id", "")),
         )
-        return Response(ClaimSerializer(claim).data)
+        return Response(ClaimSerializer.represent(claim))
 
     @extend_schema(
         summary="Release your lease",
@@ -124,7 +126,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             fingerprint=data.get("fingerprint", ""),
             actor=api_actor(request, label=data.get("agent_id", "")),
         )
-        return Response(ClaimSerializer(claim).data)
+        return Response(ClaimSerializer.represent(claim))
 
 
 def _decision_schema(summary):
@@ -158,7 +160,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = ApprovalFilter
 
     def retrieve(self, request, pk=None):
-        return Response(ApprovalSerializer(get_approval(pk)).data)
+        return Response(ApprovalSerializer.represent(get_approval(pk)))
 
     @extend_schema(
         summary="Ask for approval",
@@ -177,12 +179,14 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             payload=data.get("payload"),
             actor=api_actor(request),
         )
-        return Response(ApprovalSerializer(approval).data, status.HTTP_201_CREATED)
+        return Response(ApprovalSerializer.represent(approval), status.HTTP_201_CREATED)
 
     def _decide(self, request, pk, decision):
         note = validated(DecisionSerializer, request)["note"]
         decided = services.decide(pk, decision, actor=api_actor(request), note=note)
-        return Response({**ApprovalSerializer(decided.approval).data, "changed": decided.changed})
+        return Response(
+            {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
+        )
 
     @_decision_schema("Approve")
     @action(detail=True, methods=["post"])
@@ -212,7 +216,9 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @idempotent
     def archive(self, request, pk=None):
         decided = services.archive(pk, actor=api_actor(request))
-        return Response({**ApprovalSerializer(decided.approval).data, "changed": decided.changed})
+        return Response(
+            {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
+        )
 
 
 @extend_schema_view(
@@ -268,4 +274,4 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
     def requeue(self, request, pk=None):
         requeued = outbox.requeue(pk, actor=api_actor(request))
         message = OutboundMessage.objects.get(pk=int(pk))
-        return Response({**OutboundMessageSerializer(message).data, "requeued": requeued})
+        return Response({**OutboundMessageSerializer.represent(message), "requeued": requeued})
