@@ -144,9 +144,7 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
         actor = admin_actor(request)
 
         def release(claim):
-            was_released = claim.released_at is not None
-            services.force_release(claim.pk, actor=actor)
-            return not was_released
+            return services.force_release(claim.pk, actor=actor).changed
 
         changed, skipped = apply_each(queryset, release, str, unchanged="already released")
         report(request, "force-released", changed, skipped)

@@ -33,6 +33,13 @@ class Granted(NamedTuple):
     outcome: str
 
 
+class Released(NamedTuple):
+    """The claim after a forced release, and whether this call ended the lease."""
+
+    claim: Claim
+    changed: bool
+
+
 class Decided(NamedTuple):
     """The request after a decision, and whether this call changed it."""
 
@@ -226,10 +233,10 @@ def force_release(claim_id, *, actor):
     _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
     claim = get_claim(claim_id, lock=True)
     if claim.released_at is not None:
-        return claim
+        return Released(claim, False)
     _end(claim)
     record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
-    return claim
+    return Released(claim, True)
 
 
 @transaction.atomic

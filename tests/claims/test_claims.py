@@ -179,9 +179,10 @@ def test_force_release_needs_the_permission(approver_actor):
 def test_force_release_is_audited_with_the_staff_user(supervisor, supervisor_actor):
     held = claim_as("builder-7").claim
 
-    claim = services.force_release(held.pk, actor=supervisor_actor)
+    claim, changed = services.force_release(held.pk, actor=supervisor_actor)
 
-    assert not claim.is_live()
+    assert changed and not claim.is_live()
+    assert not services.force_release(held.pk, actor=supervisor_actor).changed
     event = AuditEvent.objects.get(action="claim.force_released")
     assert (event.actor, event.source, event.object_id) == (supervisor, "admin", str(held.pk))
 
