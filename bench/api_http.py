@@ -5,12 +5,13 @@ dropped here) and drives it with wrk: each wrk thread is one client with one con
 token of its own (see api_http.lua). Prints requests per second with p50/p99 latency and the
 ratio to the target: at least 400 approvals/s with p99 under 50 ms.
 
-    .venv/bin/python bench/api_http.py [--clients 8] [--seconds 10] [--workers 4]
+    .venv/bin/python bench/api_http.py [--clients 8] [--seconds 10] [--workers 3]
 
 wrk comes from Debian (``apt-get install -y wrk``). A load generator written in C leaves the
 two cores of the benchmark machine to the server: eight Python clients in threads took a fifth of
 the CPU on their own. Each approval decides a different pending request; a run that would decide
-one twice (every request already decided) fails and asks for a shorter run.
+one twice (every request already decided) fails and asks for a shorter run. Three sync workers
+kept both cores busy and measured steadier and faster than four or five.
 
 PostgreSQL comes from BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres);
 the throttle counts in Redis at BENCH_REDIS_URL when it answers, else in the database.
