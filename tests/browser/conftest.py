@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -37,3 +38,7 @@ def browser_page(monkeypatch):
             yield page
         finally:
             browser.close()
+            # Django keeps connections per context, and the ORM calls made while Playwright runs
+            # get their own; pytest-django closes only the others before it drops the test
+            # database ("being accessed by other users"), so these are closed here.
+            connections.close_all()
