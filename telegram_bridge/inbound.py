@@ -11,7 +11,7 @@ import math
 import os
 from contextlib import nullcontext
 from datetime import timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
@@ -90,16 +90,15 @@ def _dispatch(update_pk):
         logger.error("Could not queue update #%s for processing: %s", update_pk, redact(error))
 
 
-_brokers = {}
-
-
 def _broker():
     """This process's queue broker. django-q2 builds a new one, and with Redis a new connection,
     for every task unless it is handed one; the webhook queues a task per request."""
-    key = (os.getpid(), Conf.CLUSTER_NAME)
-    if key not in _brokers:
-        _brokers[key] = get_broker()
-    return _brokers[key]
+    return _broker_for(os.getpid(), Conf.CLUSTER_NAME)
+
+
+@lru_cache(maxsize=1)
+def _broker_for(pid, queue_name):
+    return get_broker(queue_name)
 
 
 def process(update_pk):
