@@ -37,7 +37,7 @@ from audit.services import record
 from backoffice.redaction import redact
 from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 
-from . import ratelimit
+from . import fitting, ratelimit
 from .client import BotApiError, PermanentError, RetryAfter, get_client
 from .models import OutboundMessage
 
@@ -93,8 +93,9 @@ def enqueue(*, method, chat_id, payload, dedupe_key):
 
     ``payload`` holds the Bot API parameters; ``chat_id`` is added to it for methods that take one.
     The same ``dedupe_key`` again returns the existing row, so one domain event never sends two
-    messages. The worker hears of the message only after commit: a rolled-back change leaves
-    neither a row nor a task.
+    messages. A ``text`` longer than Telegram takes for the method is cut to fit
+    (``fitting.fit``), so no message becomes a dead letter for its length. The worker hears of
+    the message only after commit: a rolled-back change leaves neither a row nor a task.
     """
     fields = {}
     if not isinstance(method, str) or not method.strip():
@@ -115,6 +116,12 @@ def enqueue(*, method, chat_id, payload, dedupe_key):
         return existing
     if method not in METHODS_WITHOUT_CHAT:
         payload = {"chat_id": chat_id, **payload}
+    if method in fitting.TEXT_LIMITS and isinstance(payload.get("text"), str):
+        html = payload.get("parse_mode") == "HTML"
+        payload = {
+            **payload,
+            "text": fitting.fit(payload["text"], fitting.TEXT_LIMITS[method], html=html),
+        }
     try:
         with transaction.atomic():
             message = OutboundMessage.objects.create(
