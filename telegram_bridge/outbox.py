@@ -152,9 +152,7 @@ def _queue(task, *args):
         async_task(task, *args, save=False)
     except Exception:
         # The rows are committed and due, so nothing is lost: the sweep picks them up.
-        logger.warning(
-            "Could not queue %s%s; the sweep will send it.", task, args, exc_info=True
-        )
+        logger.warning("Could not queue %s%s; the sweep will send it.", task, args, exc_info=True)
 
 
 # --- Delivering (on a worker) ---------------------------------------------------------------
