@@ -266,6 +266,11 @@ else:
         }
     }
 
+# --- Tests ----------------------------------------------------------------------------------
+# The Redis the test suite may write to: never database 0, where a local deployment keeps its
+# queue. Tests use key prefixes and queue names of their own within it.
+TEST_REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+
 # --- Logging --------------------------------------------------------------------------------
 # One console handler for every logger (Django's, django-q's, urllib3's, the project's). Its filter
 # redacts tokens and passwords from each message and traceback; see backoffice.redaction.
