@@ -9,7 +9,7 @@ from pathlib import Path
 
 import environ
 
-from backoffice.safety import require_secrets
+from backoffice.safety import require_fallback_keys, require_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -52,6 +52,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the web process, compressed and cached forever under hashed
+    # names: the admin and the API docs work behind gunicorn with no separate file server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,6 +129,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# manage.py collectstatic writes each file under a hashed name, gzip-compressed beside it.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# A file missing from the manifest (collectstatic not run, as in tests and development) is linked
+# under its plain name instead of failing the whole page.
+WHITENOISE_MANIFEST_STRICT = False
 
 # --- Claims and approvals -------------------------------------------------------------------
 CLAIM_DEFAULT_TTL = env.int("CLAIM_DEFAULT_TTL", default=300)
@@ -278,6 +289,8 @@ TEST_REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
 # One console handler for every logger (Django's, django-q's, urllib3's, the project's). Its filter
 # redacts tokens and passwords from each message and traceback; see backoffice.redaction.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Error pages (DEBUG on) and error reports hide sensitive variables and settings, always.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "backoffice.redaction.DebugSafeExceptionReporterFilter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -317,7 +330,7 @@ SECURE_HSTS_PRELOAD = HTTPS_ONLY
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Keep this last: with DEBUG off, refuse to start without real secrets.
+# Keep this last: with DEBUG off, refuse to start without real, strong secrets.
 require_secrets(
     {
         "SECRET_KEY": SECRET_KEY,
@@ -326,3 +339,4 @@ require_secrets(
     },
     debug=DEBUG,
 )
+require_fallback_keys(SECRET_KEY_FALLBACKS, debug=DEBUG)
