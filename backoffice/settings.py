@@ -134,9 +134,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# A file missing from the manifest (collectstatic not run, as in tests and development) is linked
-# under its plain name instead of failing the whole page.
-WHITENOISE_MANIFEST_STRICT = False
 
 # --- Claims and approvals -------------------------------------------------------------------
 CLAIM_DEFAULT_TTL = env.int("CLAIM_DEFAULT_TTL", default=300)

@@ -6,8 +6,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.test.utils import override_settings
 from model_bakery import baker
 
 from audit.actors import Actor, Source
@@ -16,8 +18,6 @@ from audit.actors import Actor, Source
 def pytest_configure(config):
     """Refuse to run against Redis database 0 or the default queue, where a local deployment on
     this machine keeps its tasks: a test run must never wipe or feed them."""
-    from django.conf import settings
-
     if urlsplit(settings.TEST_REDIS_URL).path.strip("/") in {"", "0"}:
         raise pytest.UsageError("TEST_REDIS_URL must name a Redis database other than 0.")
     if settings.Q_CLUSTER["name"] == "claimdesk":
@@ -26,13 +26,20 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` need PostgreSQL's row locks; on SQLite they are skipped."""
-    from django.conf import settings
-
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def static_files_without_collectstatic():
+    """Pages render without collectstatic having run: production's hashed names need it, and
+    tests/deploy/test_static_files.py checks them in a real gunicorn."""
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
+        yield
 
 
 @pytest.fixture
