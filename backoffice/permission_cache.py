@@ -30,6 +30,10 @@ from django.dispatch import receiver
 GENERATION_KEY = "auth-permissions:generation"
 # A stamped answer is dropped after this long even if nothing changed.
 ANSWER_TIMEOUT = 300
+# The generation expires too, so a deployment (or a test run) that stops leaves no key behind in
+# a shared Redis. It outlives every answer; when it expires, a new one starts and answers stamped
+# with the old one are read afresh, as after any change.
+GENERATION_TIMEOUT = 24 * 3600
 
 
 class CachedPermissionBackend(ModelBackend):
@@ -61,7 +65,7 @@ def answer_key(user_id):
 
 
 def _current_generation():
-    cache.add(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    cache.add(GENERATION_KEY, uuid.uuid4().hex, timeout=GENERATION_TIMEOUT)
     return cache.get(GENERATION_KEY)
 
 
@@ -72,7 +76,7 @@ def new_generation(using=None):
 
 
 def _renew():
-    cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=None)
+    cache.set(GENERATION_KEY, uuid.uuid4().hex, timeout=GENERATION_TIMEOUT)
 
 
 User = get_user_model()

@@ -10,6 +10,7 @@ import logging
 import re
 
 from django.conf import settings
+from django.views.debug import SafeExceptionReporterFilter
 
 REDACTED = "[redacted]"
 
@@ -86,4 +87,17 @@ class RedactSecretsFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        return True
+
+
+class DebugSafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Hide secrets on error pages with DEBUG on too.
+
+    Django's filter steps aside while DEBUG is on, so a development error page would list the
+    webhook secret among a frame's local variables, and development runs with secrets copied to
+    other machines. This one always honours ``sensitive_variables`` and
+    ``sensitive_post_parameters`` and hides settings named like secrets.
+    """
+
+    def is_active(self, request):
         return True

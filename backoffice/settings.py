@@ -9,13 +9,16 @@ from pathlib import Path
 
 import environ
 
-from backoffice.safety import require_secrets
+from backoffice.safety import require_fallback_keys, require_secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The env file deploy/run writes its development settings to, so that every manage.py in the clone
+# runs like the product; the environment wins over it. Empty: no file (the test suite).
+ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -49,6 +52,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the web process, compressed and cached forever under hashed
+    # names: the admin and the API docs work behind gunicorn with no separate file server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,6 +129,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# manage.py collectstatic writes each file under a hashed name, gzip-compressed beside it.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # --- Claims and approvals -------------------------------------------------------------------
 CLAIM_DEFAULT_TTL = env.int("CLAIM_DEFAULT_TTL", default=300)
@@ -268,10 +279,17 @@ else:
         }
     }
 
+# --- Tests ----------------------------------------------------------------------------------
+# The Redis the test suite may write to: never database 0, where a local deployment keeps its
+# queue. Tests use key prefixes and queue names of their own within it.
+TEST_REDIS_URL = env.str("TEST_REDIS_URL", default="redis://127.0.0.1:6379/15")
+
 # --- Logging --------------------------------------------------------------------------------
 # One console handler for every logger (Django's, django-q's, urllib3's, the project's). Its filter
 # redacts tokens and passwords from each message and traceback; see backoffice.redaction.
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Error pages (DEBUG on) and error reports hide sensitive variables and settings, always.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "backoffice.redaction.DebugSafeExceptionReporterFilter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -311,7 +329,7 @@ SECURE_HSTS_PRELOAD = HTTPS_ONLY
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Keep this last: with DEBUG off, refuse to start without real secrets.
+# Keep this last: with DEBUG off, refuse to start without real, strong secrets.
 require_secrets(
     {
         "SECRET_KEY": SECRET_KEY,
@@ -320,3 +338,4 @@ require_secrets(
     },
     debug=DEBUG,
 )
+require_fallback_keys(SECRET_KEY_FALLBACKS, debug=DEBUG)

@@ -36,7 +36,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
 os.environ.setdefault("Q_CLUSTER_NAME", f"outbox-bench-{os.getpid()}")
 # Production demands real secrets when DEBUG is off; the benchmark talks to the fake only.
 for name, value in {
-    "SECRET_KEY": "outbox-bench-secret-key",  # pragma: allowlist secret
+    "SECRET_KEY": "outbox-bench-secret-key-used-only-by-this-benchmark",  # pragma: allowlist secret
     "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
     "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
 }.items():

@@ -73,7 +73,7 @@ def benchmark_environment(*, database_url, redis_url, var_dir, cluster_name, **e
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "backoffice.settings",
         "DEBUG": "0",
-        "SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+        "SECRET_KEY": f"bench-{uuid.uuid4().hex}-{uuid.uuid4().hex}",
         "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "Q_CLUSTER_NAME": cluster_name,

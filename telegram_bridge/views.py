@@ -11,6 +11,7 @@ import json
 from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
 from claims.errors import InvalidInput
@@ -24,6 +25,8 @@ def _error(status, detail):
 
 @csrf_exempt
 @require_POST
+# An error page (DEBUG on) lists each frame's local variables; never these two.
+@sensitive_variables("secret", "given")
 def webhook(request):
     secret = settings.TELEGRAM_WEBHOOK_SECRET
     if not secret:

@@ -1,22 +1,45 @@
 """Fixtures shared by every test package."""
 
+import uuid
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.test.utils import override_settings
 from model_bakery import baker
 
 from audit.actors import Actor, Source
 
 
+def pytest_configure(config):
+    """Refuse to run against Redis database 0 or the default queue, where a local deployment on
+    this machine keeps its tasks: a test run must never wipe or feed them."""
+    if urlsplit(settings.TEST_REDIS_URL).path.strip("/") in {"", "0"}:
+        raise pytest.UsageError("TEST_REDIS_URL must name a Redis database other than 0.")
+    if settings.Q_CLUSTER["name"] == "claimdesk":
+        raise pytest.UsageError("Q_CLUSTER_NAME must not be the default queue 'claimdesk'.")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` need PostgreSQL's row locks; on SQLite they are skipped."""
-    from django.conf import settings
-
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL)")
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def static_files_without_collectstatic():
+    """Pages render without collectstatic having run: production's hashed names need it, and
+    tests/deploy/test_static_files.py checks them in a real gunicorn."""
+    plain = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    with override_settings(STORAGES={**settings.STORAGES, "staticfiles": plain}):
+        yield
 
 
 @pytest.fixture
@@ -40,3 +63,31 @@ def approver_actor(approver):
 @pytest.fixture
 def agent_actor():
     return Actor(source=Source.API, label="agent-7")
+
+
+@dataclass
+class TestRedis:
+    """The test Redis (``TEST_REDIS_URL``) and a key prefix no other test or run shares."""
+
+    url: str
+    client: redis.Redis
+    prefix: str
+
+
+@pytest.fixture
+def test_redis(settings):
+    """Redis at ``TEST_REDIS_URL`` (skipped when it does not answer); every key under the
+    fixture's prefix is deleted afterwards."""
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip(f"Redis is not reachable at {settings.TEST_REDIS_URL} (TEST_REDIS_URL)")
+    prefix = f"{settings.Q_CLUSTER['name']}-{uuid.uuid4().hex}"
+    try:
+        yield TestRedis(url=settings.TEST_REDIS_URL, client=client, prefix=prefix)
+    finally:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -1,14 +1,10 @@
 """Every failure has the one error body; throttling answers 429 with Retry-After."""
 
-import uuid
-
 import pytest
-import redis
 
 from .conftest import client_with_token, token_for
 
 URL = "/api/v1/claims/"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -18,14 +14,13 @@ def counters(request, settings):
         settings.REDIS_URL = ""
         yield
         return
-    settings.REDIS_URL = REDIS_URL
-    settings.CACHE_KEY_PREFIX = prefix = f"test-throttle-{uuid.uuid4().hex}"
+    test_redis = request.getfixturevalue("test_redis")
+    settings.REDIS_URL = test_redis.url
+    settings.CACHE_KEY_PREFIX = test_redis.prefix
     yield
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    assert keys, "the throttle counted elsewhere"
-    client.delete(*keys)
-    client.close()
+    assert list(test_redis.client.scan_iter(f"{test_redis.prefix}:*")), (
+        "the throttle counted elsewhere"
+    )
 
 
 @pytest.mark.django_db

@@ -109,3 +109,18 @@ def test_superusers_are_not_cached(db):
     admin.is_superuser = False
     admin.save()
     assert fresh(admin).get_all_permissions() == set()
+
+
+def test_the_generation_key_expires_in_a_shared_redis(reviewer, settings, test_redis):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": test_redis.url,
+            "KEY_PREFIX": test_redis.prefix,
+        }
+    }
+    assert fresh(reviewer).has_perm(DECIDE)
+    reviewer.groups.clear()
+
+    [key] = test_redis.client.scan_iter(f"{test_redis.prefix}:*{permission_cache.GENERATION_KEY}")
+    assert 0 < test_redis.client.ttl(key) <= permission_cache.GENERATION_TIMEOUT

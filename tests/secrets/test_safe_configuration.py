@@ -60,6 +60,26 @@ def test_process_refuses_to_start_with_the_env_example_placeholder(name):
     assert f"{name} is set to a placeholder value" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRET_KEY", "abc"),
+        ("SECRET_KEY", "a" * 60),
+        ("SECRET_KEY_FALLBACKS", "old-and-short"),
+        ("TELEGRAM_WEBHOOK_SECRET", "a"),
+        ("TELEGRAM_WEBHOOK_SECRET", "a b!"),
+        ("TELEGRAM_WEBHOOK_SECRET", "sixteen-and-a-space "),
+        ("TELEGRAM_BOT_TOKEN", "abc"),
+        ("TELEGRAM_BOT_TOKEN", "botname:" + "A" * 35),
+    ],
+)
+def test_process_refuses_to_start_with_a_weak_secret_when_debug_is_off(name, value):
+    result = start_django(DEBUG="0", **{name: value})
+
+    assert result.returncode != 0
+    assert f"{name} is too weak" in result.stderr
+
+
 def test_process_starts_with_development_defaults_when_debug_is_on():
     result = start_django(
         DEBUG="1", SECRET_KEY="", TELEGRAM_BOT_TOKEN="", TELEGRAM_WEBHOOK_SECRET=""

@@ -240,31 +240,23 @@ def test_two_clusters_draining_one_outbox_send_each_message_once(qcluster, fake_
     assert set(OutboundMessage.objects.values_list("attempts", flat=True)) == {1}
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_connection():
-    import redis
-
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
-    yield connection
-    connection.close()
-
-
 @pytest.mark.django_db(transaction=True)
-def test_worker_on_the_redis_broker_delivers(qcluster, fake_telegram, redis_connection, settings):
+def test_worker_on_the_redis_broker_delivers(qcluster, fake_telegram, test_redis, monkeypatch):
     from django_q.brokers.redis_broker import Redis as RedisBroker
+    from django_q.conf import Conf
 
-    rate_prefix = f"claimdesk-test:{settings.Q_CLUSTER['name']}:{time.time_ns()}"
-    broker = RedisBroker(list_key=settings.Q_CLUSTER["name"])
-    broker.connection = redis_connection
-    broker.delete_queue()
-    qcluster.start(REDIS_URL=REDIS_URL, TELEGRAM_RATE_REDIS_PREFIX=rate_prefix)
+    # A queue of this test's own. django-q2 signs tasks with the queue name, so this process
+    # takes that name too, as the worker does.
+    monkeypatch.setattr(Conf, "PREFIX", test_redis.prefix)
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", test_redis.prefix)
+    broker = RedisBroker(list_key=test_redis.prefix)
+    broker.connection = test_redis.client
+    qcluster.start(
+        REDIS_URL=test_redis.url,
+        Q_CLUSTER_NAME=test_redis.prefix,
+        TELEGRAM_RATE_REDIS_PREFIX=f"{test_redis.prefix}:tg-rate",
+        CACHE_KEY_PREFIX=test_redis.prefix,
+    )
     [message] = queue()
 
     # This test process queues through the database broker; hand the task to Redis as a
@@ -274,8 +266,6 @@ def test_worker_on_the_redis_broker_delivers(qcluster, fake_telegram, redis_conn
         await_outcome([message], qcluster)
     finally:
         broker.delete_queue()
-        for key in redis_connection.scan_iter(match=f"{rate_prefix}*"):
-            redis_connection.delete(key)
 
     message.refresh_from_db()
     assert message.status == Status.SENT

@@ -9,10 +9,8 @@ is checked with slow rates, where a generous tolerance is still small.
 import itertools
 import threading
 import time
-import uuid
 
 import pytest
-import redis
 
 from telegram_bridge import ratelimit
 from tests.telegram.worker import TEST_REDIS_URL as REDIS_URL
@@ -30,15 +28,10 @@ def limiter(request, settings, transactional_db):
     settings.TELEGRAM_RATE_CHAT_PER_SECOND = 1
     settings.TELEGRAM_RATE_GROUP_PER_MINUTE = 20
     if request.param == "redis":
-        prefix = f"test-tg-rate:{uuid.uuid4().hex}"
-        settings.REDIS_URL = REDIS_URL
-        settings.TELEGRAM_RATE_REDIS_PREFIX = prefix
+        test_redis = request.getfixturevalue("test_redis")
+        settings.REDIS_URL = test_redis.url
+        settings.TELEGRAM_RATE_REDIS_PREFIX = f"{test_redis.prefix}:tg-rate"
         yield ratelimit
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
     else:
         settings.REDIS_URL = ""
         yield ratelimit

@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 
@@ -211,3 +212,42 @@ def test_button_press_through_the_webhook_is_decided_by_a_real_worker(
     approval.refresh_from_db()
     assert approval.status == ApprovalRequest.Status.APPROVED
     assert InboundUpdate.objects.get().status == InboundUpdate.Status.PROCESSED
+
+
+ERROR_PAGE_SECRET = "error-page-webhook-secret"  # pragma: allowlist secret
+
+
+def error_page(view, request):
+    """The page Django shows with DEBUG on when ``view`` fails (the error must come from it)."""
+    from django.views.debug import ExceptionReporter
+
+    try:
+        view(request)
+    except RuntimeError:
+        return ExceptionReporter(request, *sys.exc_info()).get_traceback_html()
+    raise AssertionError("the view did not fail")
+
+
+def test_an_error_page_never_shows_the_webhook_secret(rf, settings, monkeypatch):
+    """With DEBUG on, Django's error page lists each frame's local variables."""
+    from telegram_bridge import inbound, views
+
+    settings.DEBUG = True
+    settings.TELEGRAM_WEBHOOK_SECRET = ERROR_PAGE_SECRET
+
+    def fail(update):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(inbound, "store", fail)
+    request = rf.post(
+        "/telegram/webhook/",
+        data=b'{"update_id": 1}',
+        content_type="application/json",
+        HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=ERROR_PAGE_SECRET,
+    )
+
+    page = error_page(views.webhook, request)
+
+    assert "the database went away" in page
+    assert "in webhook" in page
+    assert ERROR_PAGE_SECRET not in page

@@ -1,8 +1,9 @@
 import json
+import sys
 
 from claims import selectors, services
 from claims.cli import ClaimsCommand, approval_as_dict
-from claims.errors import InvalidInput
+from claims.errors import ClaimsError, InvalidInput
 from claims.models import ApprovalRequest
 
 DECISIONS = ["approve", "deny", "postpone", "reopen"]
@@ -30,6 +31,11 @@ class Command(ClaimsCommand):
         archiving.add_argument("id", help="The request id or at least 6 hex digits of it.")
         archiving.add_argument("--user", required=True, help="The archiving user's username.")
 
+        reviewing = actions.add_parser(
+            "review", help="Go through pending requests at a terminal: approve, deny or skip each."
+        )
+        reviewing.add_argument("--user", required=True, help="The approver's username.")
+
         requesting = actions.add_parser("request", help="Ask the approvers a question.")
         requesting.add_argument("--kind", required=True, choices=ApprovalRequest.Kind.values)
         requesting.add_argument("--text", required=True, help="What is asked, in plain words.")
@@ -44,6 +50,8 @@ class Command(ClaimsCommand):
             self.list_requests(options)
         elif action == "request":
             self.request_approval(options)
+        elif action == "review":
+            self.review(self.get_user(options["user"]))
         elif action == "archive":
             approval = selectors.find_approval_by_prefix(options["id"])
             actor = self.actor(user=self.get_user(options["user"]))
@@ -93,3 +101,57 @@ class Command(ClaimsCommand):
 
     def write_decided(self, decided):
         self.write_json(approval_as_dict(decided.approval, changed=decided.changed))
+
+    def review(self, user):
+        """Show each pending request and ask what to do with it, deciding through the same
+        service as every other channel. Refuses to run without a terminal, so that it can never
+        sit waiting for an answer in CI or a pipe."""
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise InvalidInput(
+                {"review": "needs a terminal; use 'approvals list' and 'approvals approve ID'"}
+            )
+        actor = self.actor(user=user)
+        pending = list(selectors.pending_approvals().select_related("claim"))
+        if not pending:
+            self.stdout.write("No pending approval requests.")
+            return
+        for number, approval in enumerate(pending, start=1):
+            self.stdout.write(self.describe(approval, number, len(pending)))
+            answer = self.ask("[a]pprove, [d]eny, [s]kip or [q]uit? ", {"a", "d", "s", "q"})
+            if answer in (None, "q"):
+                break
+            if answer == "s":
+                continue
+            note = self.ask("Note (optional): ")
+            decision = "approve" if answer == "a" else "deny"
+            try:
+                decided = services.decide(approval.pk, decision, actor=actor, note=note or "")
+            except ClaimsError as error:
+                self.stdout.write(self.style.ERROR(f"Not decided: {error}"))
+                continue
+            self.stdout.write(self.style.SUCCESS(f"{approval.short_id} {decided.approval.status}."))
+
+    @staticmethod
+    def describe(approval, number, total):
+        payload = json.dumps(approval.payload, indent=2, ensure_ascii=False)
+        claim = f"\n  Claim:     {approval.claim.work_item}" if approval.claim else ""
+        return (
+            f"\n[{number}/{total}] {approval.short_id} ({approval.kind})\n"
+            f"  Text:      {approval.text}\n"
+            f"  Requester: {approval.requested_by}{claim}\n"
+            f"  Deadline:  {approval.expires_at:%Y-%m-%d %H:%M %Z}\n"
+            f"  Payload:   {payload}"
+        )
+
+    def ask(self, question, choices=None):
+        """The answer to ``question`` (one of ``choices`` when given); None at end of input."""
+        while True:
+            self.stdout.write(question, ending="")
+            self.stdout.flush()
+            line = sys.stdin.readline()
+            if not line:
+                self.stdout.write("")
+                return None
+            answer = line.strip()
+            if choices is None or answer.lower()[:1] in choices:
+                return answer if choices is None else answer.lower()[:1]

@@ -5,7 +5,8 @@ and a real ``telegram_poll`` (subprocesses), then walks one approval from the cl
 printing each step. Any deviation or timeout stops the run with a clear message and a non-zero exit
 code; every process it started is stopped, also on failure and Ctrl-C.
 
-The run uses its own task queue name, so it never shares a Redis queue with another run.
+The run uses its own task queue name and rate-limiter key prefix, so it never shares a Redis queue
+or a send rate with another run or with a deployment on the same Redis.
 """
 
 import os
@@ -166,7 +167,8 @@ class AcceptanceRun:
         self.stdout.write(self.style.SUCCESS(f"Acceptance passed in {total:.1f}s."))
 
     def configure(self):
-        """Point this process and the ones it starts at the fake Telegram and a queue of its own.
+        """Point this process and the ones it starts at the fake Telegram, and give the run a queue
+        and rate-limiter keys of its own.
 
         django-q2 reads its configuration once, at import, so the queue name is set on its
         ``Conf`` as well as in the settings; the subprocesses get it as ``Q_CLUSTER_NAME``.
@@ -177,6 +179,7 @@ class AcceptanceRun:
             TELEGRAM_BOT_TOKEN=self.fake.token,
             TELEGRAM_APPROVER_CHAT_ID=APPROVER_CHAT,
             Q_CLUSTER={**settings.Q_CLUSTER, "name": queue},
+            TELEGRAM_RATE_REDIS_PREFIX=f"{queue}:tg-rate",
         )
         self.overrides.enable()
         Conf.PREFIX = Conf.CLUSTER_NAME = queue
@@ -204,6 +207,7 @@ class AcceptanceRun:
             "TELEGRAM_BOT_TOKEN": self.fake.token,
             "TELEGRAM_APPROVER_CHAT_ID": str(APPROVER_CHAT),
             "Q_CLUSTER_NAME": Conf.CLUSTER_NAME,
+            "TELEGRAM_RATE_REDIS_PREFIX": settings.TELEGRAM_RATE_REDIS_PREFIX,
             "PYTHONUNBUFFERED": "1",
         }
         with (self.log_dir / f"{name}.log").open("ab") as log:
