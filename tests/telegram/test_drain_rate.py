@@ -7,7 +7,6 @@ computed from the times the fake recorded each send, so they check what the limi
 not how fast this machine is.
 """
 
-import uuid
 from itertools import pairwise
 
 import pytest
@@ -19,7 +18,7 @@ from django_q.tasks import async_task
 
 from telegram_bridge import outbox
 from telegram_bridge.models import OutboundMessage
-from tests.telegram.worker import TEST_REDIS_URL, wait_for
+from tests.telegram.worker import wait_for
 
 Status = OutboundMessage.Status
 
@@ -59,20 +58,15 @@ def limiter(request):
     if request.param == "database":
         yield {}
         return
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("Redis is not reachable")
-    prefix = f"claimdesk-test-drain-{uuid.uuid4().hex}"
+    test_redis = request.getfixturevalue("test_redis")
     broker = RedisBroker(list_key=settings.Q_CLUSTER["name"])
-    broker.connection = client
+    broker.connection = test_redis.client
     broker.delete_queue()
-    yield {"REDIS_URL": TEST_REDIS_URL, "TELEGRAM_RATE_REDIS_PREFIX": prefix}
+    yield {
+        "REDIS_URL": test_redis.url,
+        "TELEGRAM_RATE_REDIS_PREFIX": f"{test_redis.prefix}:tg-rate",
+    }
     broker.delete_queue()
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def enqueue_burst(messages, chats):
@@ -91,7 +85,7 @@ def enqueue_burst(messages, chats):
 def hand_to_redis(messages):
     """Queue the delivery tasks on the Redis broker, as a process with ``REDIS_URL`` would."""
     broker = RedisBroker(list_key=settings.Q_CLUSTER["name"])
-    broker.connection = redis.Redis.from_url(TEST_REDIS_URL)
+    broker.connection = redis.Redis.from_url(settings.TEST_REDIS_URL)
     for message in messages:
         async_task(outbox.DELIVER_TASK, message.pk, broker=broker)
     broker.connection.close()

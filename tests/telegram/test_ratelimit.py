@@ -13,7 +13,6 @@ import time
 import pytest
 
 from telegram_bridge import ratelimit
-from tests.telegram.worker import TEST_REDIS_URL as REDIS_URL
 
 TOLERANCE = 1.0
 
