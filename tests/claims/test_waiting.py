@@ -9,7 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from model_bakery import baker
+from rest_framework.test import APIClient
 
+from api.tokens import create_token
 from audit.actors import Actor, Source
 from claims import services
 from claims.errors import ClaimConflict
@@ -145,10 +147,6 @@ def test_a_claimer_without_wait_does_not_jump_the_line():
 
 
 def test_the_api_waits_in_line_until_the_lease_is_released():
-    from rest_framework.test import APIClient
-
-    from api.tokens import create_token
-
     holder = baker.make("auth.User", username="holder")
     _, key = create_token(
         baker.make("auth.User", username="waiter"), actor=Actor(source=Source.SYSTEM)
