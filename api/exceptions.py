@@ -14,11 +14,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from claims.errors import (
     ClaimConflict,
     ClaimsError,
+    Frozen,
     InvalidInput,
     InvalidTransition,
     NotFound,
     NotHolder,
     NotPermitted,
+    StaleFence,
 )
 
 STATUS_BY_ERROR = {
@@ -27,6 +29,8 @@ STATUS_BY_ERROR = {
     NotPermitted: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     ClaimConflict: status.HTTP_409_CONFLICT,
+    Frozen: status.HTTP_409_CONFLICT,
+    StaleFence: status.HTTP_409_CONFLICT,
     InvalidTransition: status.HTTP_409_CONFLICT,
 }
 

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim
+from claims.selectors import waiting_line
 from telegram_bridge.models import OutboundMessage
 
 
@@ -32,11 +33,26 @@ class OutputSerializer(serializers.ModelSerializer):
 # --- Claims ---------------------------------------------------------------------------------
 
 
-class ClaimSerializer(OutputSerializer):
-    """A lease; the holder's fingerprint is left out, since it proves holdership."""
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as a JSON string: a number is not quietly turned into one."""
 
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ClaimSerializer(OutputSerializer):
+    """A lease. The owner is the user who claimed it; agent id and fingerprint are their labels.
+
+    Nothing here proves holdership: the lease token is only in the answer that granted it.
+    """
+
+    holder = serializers.CharField(read_only=True, help_text='"user (agent label)".')
     live = serializers.SerializerMethodField()
     seconds_left = serializers.SerializerMethodField()
+    frozen = serializers.BooleanField(read_only=True)
+    waiting = serializers.SerializerMethodField(help_text="Claimers waiting in line for it.")
 
     class Meta:
         model = Claim
@@ -46,6 +62,9 @@ class ClaimSerializer(OutputSerializer):
             "todolist",
             "owner",
             "agent_id",
+            "fingerprint",
+            "holder",
+            "fencing_token",
             "ttl_seconds",
             "version",
             "acquired_at",
@@ -53,6 +72,9 @@ class ClaimSerializer(OutputSerializer):
             "released_at",
             "live",
             "seconds_left",
+            "frozen",
+            "frozen_reason",
+            "waiting",
             "previous_owner",
             "previous_agent_id",
             "created_at",
@@ -65,6 +87,9 @@ class ClaimSerializer(OutputSerializer):
     def get_seconds_left(self, claim) -> int:
         return claim.seconds_left()
 
+    def get_waiting(self, claim) -> int:
+        return waiting_line(claim).count()
+
 
 class GrantSerializer(ClaimSerializer):
     outcome = serializers.ChoiceField(
@@ -73,35 +98,67 @@ class GrantSerializer(ClaimSerializer):
         help_text="acquired: a new lease (201); refreshed: you held it already (200); "
         "taken_over: the previous lease had expired (201).",
     )
+    lease_token = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The secret that proves you hold this lease: send it to refresh, release or "
+        "claim again. Shown in this answer only (null on a refresh, and in a replayed answer).",
+    )
 
     class Meta(ClaimSerializer.Meta):
-        fields = [*ClaimSerializer.Meta.fields, "outcome"]
+        fields = [*ClaimSerializer.Meta.fields, "outcome", "lease_token"]
+
+
+MAX_API_WAIT = 60
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    story = serializers.CharField(max_length=200)
-    todolist = serializers.CharField(max_length=200)
-    owner = serializers.CharField(
-        max_length=150, required=False, help_text="Who holds the lease; defaults to your username."
+    story = StrictCharField(max_length=200)
+    todolist = StrictCharField(max_length=200)
+    agent_id = StrictCharField(max_length=150, help_text="A label: which agent of yours claims.")
+    fingerprint = StrictCharField(
+        max_length=200, required=False, allow_blank=True, help_text="A label: session or host."
     )
-    agent_id = serializers.CharField(max_length=150)
-    fingerprint = serializers.CharField(max_length=200)
     ttl_seconds = serializers.IntegerField(
         required=False, min_value=1, help_text="Lease length; defaults to CLAIM_DEFAULT_TTL."
     )
-
-
-class HolderSerializer(serializers.Serializer):
-    """Proof of holdership: the agent id or the fingerprint the lease was claimed with."""
-
-    agent_id = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    fingerprint = serializers.CharField(max_length=200, required=False, allow_blank=True)
-
-
-class RefreshSerializer(HolderSerializer):
-    ttl_seconds = serializers.IntegerField(
-        required=False, min_value=1, help_text="New lease length; defaults to CLAIM_DEFAULT_TTL."
+    lease_token = StrictCharField(
+        max_length=200,
+        required=False,
+        help_text="To refresh a lease you hold (or send the Lease-Token header).",
     )
+    wait = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_API_WAIT,
+        default=0,
+        help_text="Seconds to wait in line while the work item is busy (at most 60).",
+    )
+
+
+class LeaseProofSerializer(serializers.Serializer):
+    """Proof of holdership: the lease token (here or in the Lease-Token header)."""
+
+    lease_token = StrictCharField(
+        max_length=200,
+        required=False,
+        help_text="The lease token from the grant answer; or send the Lease-Token header.",
+    )
+    fencing_token = serializers.IntegerField(
+        required=False, min_value=0, help_text="Refused with 409 stale_fence if not current."
+    )
+
+
+class RefreshSerializer(LeaseProofSerializer):
+    ttl_seconds = serializers.IntegerField(
+        required=False, min_value=1, help_text="New lease length; defaults to the current TTL."
+    )
+
+
+class FenceCheckSerializer(serializers.Serializer):
+    story = StrictCharField(max_length=200)
+    todolist = StrictCharField(max_length=200)
+    fencing_token = serializers.IntegerField(min_value=0)
 
 
 # --- Approval requests ----------------------------------------------------------------------
@@ -123,6 +180,7 @@ class ApprovalSerializer(OutputSerializer):
             "text",
             "payload",
             "requested_by",
+            "agent_id",
             "requested_by_user",
             "claim",
             "status",
@@ -150,10 +208,10 @@ class DecisionResultSerializer(ApprovalSerializer):
 
 class ApprovalRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApprovalRequest.Kind.choices)
-    text = serializers.CharField(max_length=4000)
+    text = StrictCharField(max_length=4000)
     payload = serializers.DictField(required=False, help_text="Machine-readable detail.")
-    requested_by = serializers.CharField(
-        max_length=150, required=False, help_text="Who asks; defaults to your username."
+    agent_id = StrictCharField(
+        max_length=150, required=False, help_text="A label: which agent of yours asks."
     )
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
@@ -161,7 +219,7 @@ class ApprovalRequestSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    note = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
 # --- Audit trail and outbox -----------------------------------------------------------------
@@ -240,4 +298,9 @@ class ConflictSerializer(ErrorSerializer):
 
     holder = serializers.DictField(child=serializers.CharField(), required=False)
     expires_at = serializers.CharField(required=False)
+    waiting = serializers.IntegerField(required=False, help_text="Claimers in line (conflict).")
+    fencing_token = serializers.IntegerField(
+        required=False, help_text="The current fencing token (stale_fence)."
+    )
+    reason = serializers.CharField(required=False, help_text="Why it is frozen (frozen).")
     status = serializers.CharField(required=False)

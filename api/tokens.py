@@ -7,6 +7,7 @@ from django.db import transaction
 from knox.models import AuthToken
 
 from audit.services import record
+from backoffice.timestamps import iso_utc
 from claims.errors import InvalidInput
 
 MAX_EXPIRY_HOURS = 10 * 365 * 24
@@ -29,6 +30,6 @@ def create_token(user, *, actor, expiry_hours=None):
         "api_token.created",
         actor=actor,
         obj=user,
-        details={"user": user.get_username(), "expires_at": token.expiry.isoformat()},
+        details={"user": user.get_username(), "expires_at": iso_utc(token.expiry)},
     )
     return token, key

@@ -6,23 +6,34 @@ here and nowhere else.
 """
 
 import json
+import os
 import sys
+from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
 from audit.actors import Actor, Source
+from backoffice.timestamps import iso_utc
 
 from .errors import (
     ClaimConflict,
     ClaimsError,
+    Frozen,
     InvalidInput,
     InvalidTransition,
     NotFound,
     NotHolder,
     NotPermitted,
+    StaleFence,
 )
+from .selectors import waiting_line
+
+# Where the claim commands read the lease token when --lease-token is not given, so that it
+# stays out of the process list and the shell history.
+LEASE_TOKEN_ENV = "CLAIMDESK_LEASE_TOKEN"  # noqa: S105 - a variable name
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,6 +45,8 @@ EXIT_NOT_FOUND = 5
 EXIT_CODES = {
     InvalidInput: EXIT_USAGE,
     ClaimConflict: EXIT_CONFLICT,
+    Frozen: EXIT_CONFLICT,
+    StaleFence: EXIT_CONFLICT,
     InvalidTransition: EXIT_CONFLICT,
     NotHolder: EXIT_FORBIDDEN,
     NotPermitted: EXIT_FORBIDDEN,
@@ -49,12 +62,21 @@ def exit_code_for(error):
     return EXIT_ERROR
 
 
+class JSONEncoder(DjangoJSONEncoder):
+    """Django's encoder with the project's one timestamp format."""
+
+    def default(self, o):
+        if isinstance(o, datetime):
+            return iso_utc(o)
+        return super().default(o)
+
+
 def as_json(data):
-    return json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return json.dumps(data, cls=JSONEncoder, ensure_ascii=False)
 
 
 def claim_as_dict(claim, **extra):
-    """What the claim commands print about a claim."""
+    """What the claim commands print about a claim; never anything that proves holdership."""
     return {
         "id": claim.pk,
         "story": claim.story,
@@ -63,7 +85,9 @@ def claim_as_dict(claim, **extra):
             "owner": claim.owner,
             "agent_id": claim.agent_id,
             "fingerprint": claim.fingerprint,
+            "shown_as": claim.holder,
         },
+        "fencing_token": claim.fencing_token,
         "live": claim.is_live(),
         "acquired_at": claim.acquired_at,
         "expires_at": claim.expires_at,
@@ -71,6 +95,11 @@ def claim_as_dict(claim, **extra):
         "seconds_left": claim.seconds_left(),
         "ttl_seconds": claim.ttl_seconds,
         "version": claim.version,
+        "frozen": claim.frozen,
+        "frozen_reason": claim.frozen_reason,
+        "waiting": [
+            {"who": str(waiter), "since": waiter.joined_at} for waiter in waiting_line(claim)
+        ],
         "previous_holder": {
             "owner": claim.previous_owner,
             "agent_id": claim.previous_agent_id,
@@ -88,6 +117,7 @@ def approval_as_dict(approval, **extra):
         "status": approval.status,
         "text": approval.text,
         "requested_by": approval.requested_by,
+        "agent_id": approval.agent_id,
         "claim": approval.claim_id,
         "created_at": approval.created_at,
         "expires_at": approval.expires_at,
@@ -99,11 +129,28 @@ def approval_as_dict(approval, **extra):
     }
 
 
-def add_holder_arguments(parser):
-    """The holder proves itself with its agent id or its fingerprint."""
-    holder = parser.add_mutually_exclusive_group(required=True)
-    holder.add_argument("--agent-id", help="The holder's agent id.")
-    holder.add_argument("--fingerprint", help="The holder's session fingerprint.")
+def add_user_argument(parser):
+    parser.add_argument(
+        "--user",
+        help="The username you act as (default: CLI_SERVICE_USER; one of the two is required).",
+    )
+
+
+def add_lease_arguments(parser):
+    """The holder proves itself with its lease token, and may say which grant it holds."""
+    parser.add_argument(
+        "--lease-token",
+        help=f"The lease token printed when the lease was granted (default: ${LEASE_TOKEN_ENV}).",
+    )
+    parser.add_argument(
+        "--fencing-token",
+        type=int,
+        help="Refuse (exit 3) unless this is still the work item's current fencing token.",
+    )
+
+
+def lease_token(options):
+    return options.get("lease_token") or os.environ.get(LEASE_TOKEN_ENV, "")
 
 
 class ClaimsCommand(BaseCommand):
@@ -127,8 +174,15 @@ class ClaimsCommand(BaseCommand):
         self.stdout.write(as_json(data), style_func=lambda text: text)
 
     def actor(self, user=None, label=""):
-        """The CLI actor: the named user, or a label such as the agent id."""
+        """The CLI actor: the named user, and a label such as the agent id."""
         return Actor(source=Source.CLI, user=user, label=label)
+
+    def acting_user(self, options):
+        """The user a write acts as: --user, else CLI_SERVICE_USER; one is required."""
+        username = options.get("user") or settings.CLI_SERVICE_USER
+        if not username:
+            raise InvalidInput({"user": "name the user you act as with --user"})
+        return self.get_user(username)
 
     def get_user(self, username):
         """The active user named ``username``; an unknown name is bad input, not a crash."""

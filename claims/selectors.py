@@ -1,6 +1,7 @@
 """Reading claims and approval requests."""
 
 import uuid
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -16,9 +17,27 @@ def get_claim(claim_id, *, lock=False):
     """The claim with ``claim_id``; ``lock`` holds its row until the caller's transaction ends."""
     queryset = Claim.objects.select_for_update() if lock else Claim.objects
     try:
+        if isinstance(claim_id, bool) or not str(claim_id).isdigit():
+            raise ValueError(claim_id)
         return queryset.get(pk=int(claim_id))
     except (Claim.DoesNotExist, TypeError, ValueError, OverflowError):
         raise NotFound(f"No claim with id {claim_id}.") from None
+
+
+def waiting_line(claim, now=None):
+    """Who waits for ``claim`` now, first in line first."""
+    return claim.waiters.filter(seen_until__gt=now or timezone.now()).order_by("id")
+
+
+def stale_claims(now=None):
+    """Leases staff should look at: expired but never released, held a day or more, or taken
+    over three times or more."""
+    now = now or timezone.now()
+    return Claim.objects.filter(
+        Q(released_at__isnull=True, expires_at__lte=now)
+        | Q(released_at__isnull=True, acquired_at__lte=now - timedelta(days=1))
+        | Q(takeovers__gte=3)
+    )
 
 
 def find_claim(story, todolist):
@@ -46,6 +65,17 @@ def get_approval(approval_id, *, lock=False):
     except (ApprovalRequest.DoesNotExist, ValidationError, ValueError, TypeError):
         # A string that is not a UUID at all is just as unknown as one that matches nothing.
         raise NotFound(f"No approval request with id {approval_id}.") from None
+
+
+def resolve_approval(approval_id):
+    """The request with this full id, or with this short id (six or more hex digits)."""
+    try:
+        return get_approval(approval_id)
+    except NotFound:
+        text = str(approval_id).strip().lower().replace("-", "")
+        if not MIN_ID_PREFIX <= len(text) < 32 or any(c not in "0123456789abcdef" for c in text):
+            raise
+    return find_approval_by_prefix(text)
 
 
 def find_approval_by_prefix(prefix):

@@ -5,6 +5,7 @@ commit together or not at all. Admin actions, API views, commands and Telegram h
 functions and nothing else, so a rule lives in exactly one place.
 """
 
+import time
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -13,11 +14,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import record
+from backoffice.timestamps import iso_utc
 from telegram_bridge import notifications
 
-from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
-from .models import ApprovalRequest, Claim
-from .selectors import get_approval, get_claim, overdue_approvals
+from .errors import (
+    ClaimConflict,
+    Frozen,
+    InvalidInput,
+    InvalidTransition,
+    NotHolder,
+    NotPermitted,
+    StaleFence,
+)
+from .lease_tokens import new_lease_token
+from .models import ApprovalRequest, Claim, ClaimWaiter
+from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
 
@@ -25,16 +36,27 @@ DECIDE_PERMISSION = "claims.decide_approvalrequest"
 ARCHIVE_PERMISSION = "claims.archive_approvalrequest"
 FORCE_RELEASE_PERMISSION = "claims.force_release_claim"
 
+# Waiting in line: how often a waiter looks whether its turn came, how often it says it is still
+# there, and after how long without a word it is dropped from the line.
+WAIT_POLL_INTERVAL = 0.1
+WAITER_RENEW_EVERY = 2.0
+WAITER_TIMEOUT = 10.0
+
 
 class Granted(NamedTuple):
-    """The claim after ``claim()`` and what happened: acquired, refreshed or taken_over."""
+    """The claim after ``claim()`` and what happened: acquired, refreshed or taken_over.
+
+    ``lease_token`` is the secret proving holdership, set when a lease was granted (not on a
+    refresh). It is shown to the caller in this answer and never again.
+    """
 
     claim: Claim
     outcome: str
+    lease_token: str = ""
 
 
 class Released(NamedTuple):
-    """The claim after a forced release, and whether this call ended the lease."""
+    """The claim after a forced release or an unfreeze, and whether this call changed it."""
 
     claim: Claim
     changed: bool
@@ -50,18 +72,20 @@ class Decided(NamedTuple):
 # --- Claims ---------------------------------------------------------------------------------
 
 
-def _text(fields, name, value, max_length):
-    value = (value or "").strip()
-    if not value:
+def _text(fields, name, value, max_length, *, required=True):
+    value = (value or "").strip() if isinstance(value, str) or value is None else value
+    if not isinstance(value, str):
+        fields[name] = "must be text"
+    elif not value and required:
         fields[name] = "must not be empty"
     elif len(value) > max_length:
         fields[name] = f"must be at most {max_length} characters"
     return value
 
 
-def _ttl(fields, ttl_seconds):
+def _ttl(fields, ttl_seconds, default=None):
     if ttl_seconds is None:
-        return settings.CLAIM_DEFAULT_TTL
+        return default or settings.CLAIM_DEFAULT_TTL
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
         fields["ttl_seconds"] = "must be a whole number of seconds"
     elif not 0 < ttl_seconds <= settings.CLAIM_MAX_TTL:
@@ -69,18 +93,21 @@ def _ttl(fields, ttl_seconds):
     return ttl_seconds
 
 
-def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
-    """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
-    fields = {}
-    holder = {
-        "owner": _text(fields, "owner", owner, 150),
-        "agent_id": _text(fields, "agent_id", agent_id, 150),
-        "fingerprint": _text(fields, "fingerprint", fingerprint, 200),
-        "ttl_seconds": _ttl(fields, ttl_seconds),
-    }
-    if fields:
-        raise InvalidInput(fields)
-    return holder
+def _fencing_token(fields, fencing_token):
+    if fencing_token is not None and (
+        isinstance(fencing_token, bool) or not isinstance(fencing_token, int) or fencing_token < 0
+    ):
+        fields["fencing_token"] = "must be a whole number, 0 or more"  # noqa: S105
+    return fencing_token
+
+
+def _owner(fields, actor):
+    """The user a lease or a request belongs to: always one the channel checked."""
+    user = actor.user
+    if user is None or not user.is_authenticated or not user.is_active:
+        fields["user"] = "a lease is held by an active user; name one"
+        return None
+    return user
 
 
 def _claim_details(claim, **extra):
@@ -89,74 +116,80 @@ def _claim_details(claim, **extra):
         "todolist": claim.todolist,
         "owner": claim.owner,
         "agent_id": claim.agent_id,
+        "fingerprint": claim.fingerprint,
         "ttl_seconds": claim.ttl_seconds,
         "version": claim.version,
-        "expires_at": claim.expires_at.isoformat(),
+        "fencing_token": claim.fencing_token,
+        "expires_at": iso_utc(claim.expires_at),
         **extra,
     }
 
 
 def _hand_over(claim, holder, now):
-    """Give ``claim`` to a new holder, remembering the previous one."""
+    """Give ``claim`` to a new holder with a new lease token and the next fencing token.
+
+    Returns the lease token, which only the caller's answer carries.
+    """
+    lease_token, claim.lease_token_hash = new_lease_token()
     claim.previous_owner, claim.previous_agent_id = claim.owner, claim.agent_id
-    claim.owner = holder["owner"]
+    claim.owner = holder["owner_user"].get_username()
+    claim.owner_user = holder["owner_user"]
     claim.agent_id = holder["agent_id"]
     claim.fingerprint = holder["fingerprint"]
     claim.ttl_seconds = holder["ttl_seconds"]
     claim.acquired_at = now
     claim.expires_at = now + timedelta(seconds=holder["ttl_seconds"])
     claim.released_at = None
+    claim.fencing_token += 1
     claim.version += 1
     claim.save()
+    return lease_token
+
+
+def _line(claim, now):
+    """The waiters still in line for ``claim``, first first; those that stopped polling are not."""
+    return ClaimWaiter.objects.filter(claim=claim, seen_until__gt=now).order_by("id")
 
 
 @transaction.atomic
-def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, actor):
-    """Grant the lease on (story, todolist), or refresh it if the caller already holds it.
-
-    A live lease held by someone else raises ``ClaimConflict``; an expired or released lease is
-    taken over. Safe under concurrency: the row is locked, and a race to create it is settled by
-    the unique constraint.
-    """
-    fields = {}
-    story = _text(fields, "story", story, 200)
-    todolist = _text(fields, "todolist", todolist, 200)
-    try:
-        holder = _holder_fields(owner, agent_id, fingerprint, ttl_seconds)
-    except InvalidInput as invalid:
-        fields.update(invalid.fields)
-    if fields:
-        raise InvalidInput(fields)
+def _try_claim(story, todolist, holder, lease_token, ticket, actor):
+    """One attempt at ``claim()``: grant, refresh or take over, or raise why not."""
     now = timezone.now()
     current = Claim.objects.select_for_update().filter(story=story, todolist=todolist).first()
     if current is None:
         try:
             with transaction.atomic():
-                current = Claim.objects.create(
-                    story=story,
-                    todolist=todolist,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=holder["ttl_seconds"]),
-                    **holder,
-                )
+                current = Claim(story=story, todolist=todolist, version=0)
+                token = _hand_over(current, holder, now)
         except IntegrityError:
             current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
         else:
             record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
-            return Granted(current, "acquired")
-
-    same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
-    if current.is_live(now) and not same_holder:
-        raise ClaimConflict(current)
+            return Granted(current, "acquired", token)
+    if current.frozen:
+        raise Frozen(current)
     if current.is_live(now):
+        if not lease_token:
+            raise ClaimConflict(current, waiting=_line(current, now).count())
+        if not current.proves(lease_token):
+            raise NotHolder(f"That lease token does not hold {current.work_item}.")
         _extend(current, holder["ttl_seconds"], now)
         record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
         return Granted(current, "refreshed")
+    line = _line(current, now)
+    first = line.first()
+    if first is not None and first.pk != ticket:
+        raise ClaimConflict(current, waiting=line.count())
+    ClaimWaiter.objects.filter(claim=current, seen_until__lte=now).delete()
+    if ticket is not None:
+        ClaimWaiter.objects.filter(pk=ticket).delete()
     was_released = current.released_at is not None
-    _hand_over(current, holder, now)
+    token = _hand_over(current, holder, now)
     if was_released:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
-        return Granted(current, "acquired")
+        return Granted(current, "acquired", token)
+    current.takeovers += 1
+    current.save(update_fields=["takeovers"])
     record(
         "claim.taken_over",
         actor=actor,
@@ -167,7 +200,98 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
             previous_agent_id=current.previous_agent_id,
         ),
     )
-    return Granted(current, "taken_over")
+    return Granted(current, "taken_over", token)
+
+
+def _join_line(story, todolist, holder, now):
+    """Queue for the work item in its own committed transaction; returns the waiter's id."""
+    with transaction.atomic():
+        claim = Claim.objects.get(story=story, todolist=todolist)
+        return ClaimWaiter.objects.create(
+            claim=claim,
+            owner=holder["owner_user"].get_username(),
+            agent_id=holder["agent_id"],
+            joined_at=now,
+            seen_until=now + timedelta(seconds=WAITER_TIMEOUT),
+        ).pk
+
+
+def _may_be_served(story, todolist, ticket):
+    """A read without locks: is the lease over and this waiter first in line?"""
+    now = timezone.now()
+    claim = Claim.objects.filter(story=story, todolist=todolist).first()
+    if claim is None or claim.frozen or claim.is_live(now):
+        return False
+    first = (
+        ClaimWaiter.objects.filter(claim=claim, seen_until__gt=now)
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return first in (None, ticket)
+
+
+def claim(
+    *, story, todolist, agent_id, fingerprint="", ttl_seconds=None, lease_token="", wait=0, actor
+):
+    """Grant the lease on (story, todolist) to ``actor.user``, or refresh it for its holder.
+
+    Refreshing needs the lease token handed out with the lease; without it a live lease is a
+    ``ClaimConflict`` whoever asks, and a wrong token is refused (``NotHolder``) and audited. An
+    expired or released lease is taken over by the first in line. With ``wait`` seconds the
+    caller queues for a busy work item and is served in arrival order; giving up leaves the line.
+    Safe under concurrency: the row is locked, and a race to create it is settled by the unique
+    constraint.
+    """
+    fields = {}
+    story = _text(fields, "story", story, 200)
+    todolist = _text(fields, "todolist", todolist, 200)
+    holder = {
+        "owner_user": _owner(fields, actor),
+        "agent_id": _text(fields, "agent_id", agent_id, 150),
+        "fingerprint": _text(fields, "fingerprint", fingerprint, 200, required=False),
+        "ttl_seconds": _ttl(fields, ttl_seconds),
+    }
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        fields["wait"] = "must be a number of seconds, 0 or more"
+    elif wait and transaction.get_connection().in_atomic_block:
+        fields["wait"] = "cannot wait inside a transaction (or with an Idempotency-Key)"
+    if fields:
+        raise InvalidInput(fields)
+    deadline = time.monotonic() + wait
+    ticket = None
+    try:
+        while True:
+            try:
+                return _try_claim(story, todolist, holder, lease_token, ticket, actor)
+            except NotHolder as refused:
+                claimed = Claim.objects.get(story=story, todolist=todolist)
+                _audit_refusal(refused, actor, claim=claimed, operation="claim")
+                raise
+            except ClaimConflict:
+                if time.monotonic() >= deadline:
+                    raise
+            ticket = _wait_in_line(story, todolist, holder, ticket, deadline)
+    finally:
+        if ticket is not None:
+            ClaimWaiter.objects.filter(pk=ticket).delete()
+
+
+def _wait_in_line(story, todolist, holder, ticket, deadline):
+    """Join the line (first call), then poll until this waiter may be served or time is up."""
+    if ticket is None:
+        ticket = _join_line(story, todolist, holder, timezone.now())
+    renewed = time.monotonic()
+    while time.monotonic() < deadline:
+        if _may_be_served(story, todolist, ticket):
+            return ticket
+        time.sleep(min(WAIT_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        if time.monotonic() - renewed >= WAITER_RENEW_EVERY:
+            ClaimWaiter.objects.filter(pk=ticket).update(
+                seen_until=timezone.now() + timedelta(seconds=WAITER_TIMEOUT)
+            )
+            renewed = time.monotonic()
+    return ticket
 
 
 def _extend(claim, ttl_seconds, now):
@@ -177,46 +301,101 @@ def _extend(claim, ttl_seconds, now):
     claim.save(update_fields=["ttl_seconds", "expires_at", "version", "updated_at"])
 
 
-def _check_holder(claim, agent_id, fingerprint):
-    if not claim.is_held_by(agent_id=agent_id, fingerprint=fingerprint):
-        raise NotHolder(
-            f"{claim.work_item} is held by {claim.owner} (agent {claim.agent_id}), not by you.",
-            holder={"owner": claim.owner, "agent_id": claim.agent_id},
+def _check_proof(claim, lease_token, fencing_token):
+    """Refuse a caller whose fencing token is stale or whose lease token is not this lease's."""
+    if fencing_token is not None and fencing_token != claim.fencing_token:
+        raise StaleFence(claim, fencing_token)
+    if not claim.proves(lease_token):
+        raise NotHolder(f"That lease token does not hold {claim.work_item}.")
+
+
+def _audit_refusal(error, actor, *, operation, claim):
+    """Record a refused proof, with the caller's own identity, in a transaction of its own."""
+    with transaction.atomic():
+        record(
+            "claim.refused",
+            actor=actor,
+            obj=claim,
+            details={"operation": operation, "error": error.code, "detail": error.message},
         )
 
 
-@transaction.atomic
-def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
-    """Extend the holder's lease from now, optionally with a new TTL."""
+def _under_lease(claim_id, lease_token, fencing_token, actor, operation, change):
+    """Lock the claim, check the caller's proof and apply ``change``; a refusal is audited."""
+    try:
+        with transaction.atomic():
+            claim = get_claim(claim_id, lock=True)
+            _check_proof(claim, lease_token, fencing_token)
+            return change(claim)
+    except (NotHolder, StaleFence) as refused:
+        _audit_refusal(refused, actor, claim=get_claim(claim_id), operation=operation)
+        raise
+
+
+def _proof_fields(fields, lease_token, fencing_token):
+    if not isinstance(lease_token, str) or not lease_token.strip():
+        fields["lease_token"] = "give the token handed out with the lease"  # noqa: S105
+    _fencing_token(fields, fencing_token)
+
+
+def refresh(claim_id, *, lease_token, fencing_token=None, ttl_seconds=None, actor):
+    """Extend the holder's lease from now; without a TTL it keeps the one it has."""
     fields = {}
-    ttl_seconds = _ttl(fields, ttl_seconds)
-    if not (agent_id or fingerprint):
-        fields["agent_id"] = "give the agent id or the fingerprint of the holder"
+    ttl_seconds = _ttl(fields, ttl_seconds, default=-1)
+    _proof_fields(fields, lease_token, fencing_token)
     if fields:
         raise InvalidInput(fields)
-    claim = get_claim(claim_id, lock=True)
-    _check_holder(claim, agent_id, fingerprint)
-    if claim.released_at is not None:
-        raise NotHolder(f"{claim.work_item} was released; claim it again.")
-    _extend(claim, ttl_seconds, timezone.now())
-    record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
-    return claim
+
+    def extend(claim):
+        if not claim.is_live():
+            raise NotHolder(f"The lease on {claim.work_item} has ended; claim it again.")
+        _extend(claim, claim.ttl_seconds if ttl_seconds == -1 else ttl_seconds, timezone.now())
+        record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+        return claim
+
+    return _under_lease(claim_id, lease_token, fencing_token, actor, "refresh", extend)
 
 
-@transaction.atomic
-def release(claim_id, *, agent_id="", fingerprint="", actor):
+def release(claim_id, *, lease_token, fencing_token=None, actor):
     """End the holder's lease. Releasing a lease already released changes nothing."""
-    if not (agent_id or fingerprint):
-        raise InvalidInput({"agent_id": "give the agent id or the fingerprint of the holder"})
-    claim = get_claim(claim_id, lock=True)
-    _check_holder(claim, agent_id, fingerprint)
-    if claim.released_at is None:
-        _end(claim)
-        record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
-    return claim
+    fields = {}
+    _proof_fields(fields, lease_token, fencing_token)
+    if fields:
+        raise InvalidInput(fields)
+
+    def end(claim):
+        if claim.released_at is None:
+            _end(claim)
+            record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+        return claim
+
+    return _under_lease(claim_id, lease_token, fencing_token, actor, "release", end)
+
+
+def check_fence(*, story, todolist, fencing_token, actor):
+    """Whether ``fencing_token`` is still the live lease's on (story, todolist).
+
+    Answers the claim when it is; raises ``StaleFence`` (audited) when the lease was lost.
+    """
+    fields = {}
+    story = _text(fields, "story", story, 200)
+    todolist = _text(fields, "todolist", todolist, 200)
+    if fencing_token is None:
+        fields["fencing_token"] = "give the fencing token to check"  # noqa: S105
+    _fencing_token(fields, fencing_token)
+    if fields:
+        raise InvalidInput(fields)
+    claim = find_claim(story, todolist)
+    if claim.fencing_token == fencing_token and claim.is_live():
+        return claim
+    stale = StaleFence(claim, fencing_token)
+    _audit_refusal(stale, actor, claim=claim, operation="check")
+    raise stale
 
 
 def _end(claim):
+    # The token's hash stays, so that its holder may release again without an error; a released
+    # lease is never refreshed, and the next grant replaces the hash.
     claim.released_at = timezone.now()
     claim.version += 1
     claim.save(update_fields=["released_at", "version", "updated_at"])
@@ -227,36 +406,86 @@ def _require(actor, permission, doing):
         raise NotPermitted(f"{actor.name} may not {doing}.")
 
 
+def _reason(reason):
+    fields = {}
+    reason = _text(fields, "reason", reason, 2000)
+    if fields:
+        raise InvalidInput(fields)
+    return reason
+
+
 @transaction.atomic
-def force_release(claim_id, *, actor):
-    """Staff end someone else's lease; the audit event names the staff user."""
+def force_release(claim_id, *, actor, reason):
+    """Staff end someone else's lease; the audit event names the staff user and why."""
     _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
+    reason = _reason(reason)
     claim = get_claim(claim_id, lock=True)
     if claim.released_at is not None:
         return Released(claim, False)
     _end(claim)
-    record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
+    record(
+        "claim.force_released", actor=actor, obj=claim, details=_claim_details(claim, note=reason)
+    )
     return Released(claim, True)
 
 
 @transaction.atomic
-def take_over(claim_id, *, actor, ttl_seconds=None):
-    """Staff take a lease for themselves, live or not."""
+def take_over(claim_id, *, actor, reason, ttl_seconds=None):
+    """Staff take a lease for themselves, live or not; returns the grant with its lease token."""
     _require(actor, FORCE_RELEASE_PERMISSION, "take over claims")
+    reason = _reason(reason)
+    fields = {}
+    holder = {
+        "owner_user": _owner(fields, actor),
+        "agent_id": actor.source,
+        "fingerprint": actor.source,
+        "ttl_seconds": _ttl(fields, ttl_seconds),
+    }
+    if fields:
+        raise InvalidInput(fields)
     claim = get_claim(claim_id, lock=True)
-    holder = _holder_fields(
-        actor.name, f"{actor.source}:{actor.name}", f"{actor.source}:{actor.name}", ttl_seconds
-    )
-    _hand_over(claim, holder, timezone.now())
+    token = _hand_over(claim, holder, timezone.now())
+    claim.takeovers += 1
+    claim.save(update_fields=["takeovers"])
     record(
         "claim.taken_over",
         actor=actor,
         obj=claim,
         details=_claim_details(
-            claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
+            claim,
+            previous_owner=claim.previous_owner,
+            previous_agent_id=claim.previous_agent_id,
+            note=reason,
         ),
     )
+    return Granted(claim, "taken_over", token)
+
+
+@transaction.atomic
+def freeze(claim_id, *, actor, reason):
+    """Staff stop anyone claiming the work item until it is unfrozen; a live lease runs on."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "freeze claims")
+    reason = _reason(reason)
+    claim = get_claim(claim_id, lock=True)
+    claim.frozen_at, claim.frozen_by, claim.frozen_reason = timezone.now(), actor.user, reason
+    claim.version += 1
+    claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
+    record("claim.frozen", actor=actor, obj=claim, details=_claim_details(claim, note=reason))
     return claim
+
+
+@transaction.atomic
+def unfreeze(claim_id, *, actor):
+    """Let the work item be claimed again. Unfreezing twice changes nothing."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "unfreeze claims")
+    claim = get_claim(claim_id, lock=True)
+    if not claim.frozen:
+        return Released(claim, False)
+    claim.frozen_at, claim.frozen_by, claim.frozen_reason = None, None, ""
+    claim.version += 1
+    claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
+    record("claim.unfrozen", actor=actor, obj=claim, details=_claim_details(claim))
+    return Released(claim, True)
 
 
 # --- Approval requests ----------------------------------------------------------------------
@@ -267,36 +496,36 @@ def _approval_details(approval, **extra):
 
 
 @transaction.atomic
-def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=None):
-    """Ask the approvers a question; it expires after ``APPROVAL_EXPIRY`` seconds."""
+def request_approval(*, kind, text, actor, agent_id="", claim_id=None, payload=None):
+    """Ask the approvers a question as ``actor.user``; it expires after ``APPROVAL_EXPIRY``.
+
+    ``agent_id`` is a label for the agent asking on the user's behalf.
+    """
     fields = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
-    text = (text or "").strip()
-    if not text:
+    text = (text or "").strip() if isinstance(text, str) or text is None else text
+    if not isinstance(text, str):
+        fields["text"] = "must be text"
+    elif not text:
         fields["text"] = "must not be empty"
     elif len(text) > 4000:
         fields["text"] = "must be at most 4000 characters"
-    requested_by = _text(fields, "requested_by", requested_by, 150)
+    user = _owner(fields, actor)
+    agent_id = _text(fields, "agent_id", agent_id, 150, required=False)
     if payload is not None and not isinstance(payload, dict):
         fields["payload"] = "must be an object"
-    linked_claim = None
-    if claim_id is not None:
-        linked_claim = (
-            Claim.objects.filter(pk=claim_id).first() if str(claim_id).isdigit() else None
-        )
-        if linked_claim is None:
-            fields["claim"] = f"no claim with id {claim_id}"
     if fields:
         raise InvalidInput(fields)
+    linked_claim = None if claim_id is None else get_claim(claim_id)
+    requested_by = user.get_username()
     approval = ApprovalRequest.objects.create(
         kind=kind,
         text=text,
         payload=payload or {},
         requested_by=requested_by,
-        requested_by_user=actor.user
-        if actor.user is not None and actor.user.is_authenticated
-        else None,
+        agent_id=agent_id,
+        requested_by_user=user,
         claim=linked_claim,
         expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
     )
@@ -304,7 +533,9 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         "approval.requested",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, text=text, requested_by=requested_by),
+        details=_approval_details(
+            approval, text=text, requested_by=requested_by, agent_id=agent_id
+        ),
     )
     notifications.approval_requested(approval)
     return approval
@@ -348,7 +579,7 @@ def decide(approval_id, decision, *, actor, note=""):
     now = timezone.now()
     if approval.expires_at <= now:
         raise InvalidTransition(
-            f"Request {approval.short_id} expired at {approval.expires_at.isoformat()}.",
+            f"Request {approval.short_id} expired at {iso_utc(approval.expires_at)}.",
             status=approval.status,
         )
     if (
