@@ -38,6 +38,10 @@ class FakeTelegramControl:
             "press_button", chat_id=chat_id, message_id=message_id, from_user=from_user, data=data
         )
 
+    def send_update(self, kind, body):
+        """An update of type ``kind`` with ``body`` as given, malformed or not; returns it."""
+        return self._call("send_update", kind=kind, body=body)
+
     def redeliver(self, update_id):
         """Deliver an already delivered update again (webhook or getUpdates)."""
         return self._call("redeliver", update_id=update_id)

@@ -26,6 +26,7 @@ CONTROL_ACTIONS = frozenset(
     {
         "send_text",
         "press_button",
+        "send_update",
         "sent",
         "messages",
         "pending_updates",
@@ -347,6 +348,15 @@ class FakeState:
                 "data": data,
             }
             return self.add_update("callback_query", body)
+
+    def send_update(self, kind, body):
+        """An update of type ``kind`` carrying ``body`` exactly as given, however odd (a field of
+        the wrong type or size, text that is not valid Unicode): what a misbehaving client or a
+        Telegram change could deliver and no other action makes; returns the update."""
+        if not isinstance(kind, str) or kind == "update_id" or not isinstance(body, dict):
+            raise ValueError("kind must be an update type and body an object")
+        with self.cond:
+            return self.add_update(kind, body)
 
     def redeliver(self, update_id):
         """Deliver an update again, whether or not it was confirmed (a replay)."""

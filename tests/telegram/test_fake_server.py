@@ -327,6 +327,21 @@ def test_redelivered_update_is_polled_again_after_being_confirmed(api, fake_tele
     assert updates == [update]
 
 
+def test_an_update_of_any_shape_is_delivered_as_given(api, fake_telegram):
+    body = {"id": "q" * 1000, "from": {"id": 5}, "data": ["not", "a", "string"]}
+
+    update = fake_telegram.control.send_update("callback_query", body)
+    updates = api("getUpdates", json={}).json()["result"]
+
+    assert updates == [update]
+    assert update["callback_query"] == body
+
+
+def test_send_update_refuses_a_body_that_is_not_an_object(fake_telegram):
+    with pytest.raises(ControlError, match="body an object"):
+        fake_telegram.control.send_update("message", "text")
+
+
 # --- Webhook -------------------------------------------------------------------------------
 
 

@@ -6,7 +6,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from backoffice.drills import database, telegram, workers  # noqa: F401 (they register drills)
+from backoffice.drills import (  # noqa: F401 (they register drills)
+    database,
+    inbound,
+    telegram,
+    workers,
+)
 from backoffice.drills.base import REGISTRY, DrillFailed, DrillRun, drill_environment
 
 
