@@ -142,6 +142,11 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     assert "SECRET_KEY=" in settings and "TELEGRAM_WEBHOOK_SECRET=" in settings
     assert first.stop(signal.SIGINT) == 0, first.log()
     assert_all_gone(children)
+    logs = tmp_path / "var" / "log"
+    # qcluster was told, not its whole group: it stops its processes in order (a SIGTERM to its
+    # sentinel would kill that at once and leave qcluster waiting for it until the deadline).
+    assert "stopping cluster processes" in (logs / "worker.log").read_text()
+    assert "Stopped; stored" in (logs / "poller.log").read_text()
 
     second = run()
     children = second.start()
