@@ -13,9 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import record
-from telegram_bridge import notifications
+from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 
-from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
+from . import events
+from .errors import ClaimConflict, NotHolder
 from .models import ApprovalRequest, Claim
 from .selectors import get_approval, get_claim, overdue_approvals
 
@@ -143,6 +144,7 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
             current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
         else:
             record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+            events.publish(events.ClaimAcquired(actor, current))
             return Granted(current, "acquired")
 
     same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
@@ -151,11 +153,13 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     if current.is_live(now):
         _extend(current, holder["ttl_seconds"], now)
         record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimRefreshed(actor, current))
         return Granted(current, "refreshed")
     was_released = current.released_at is not None
     _hand_over(current, holder, now)
     if was_released:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
         return Granted(current, "acquired")
     record(
         "claim.taken_over",
@@ -166,6 +170,9 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
             previous_owner=current.previous_owner,
             previous_agent_id=current.previous_agent_id,
         ),
+    )
+    events.publish(
+        events.ClaimTakenOver(actor, current, current.previous_owner, current.previous_agent_id)
     )
     return Granted(current, "taken_over")
 
@@ -200,6 +207,7 @@ def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
         raise NotHolder(f"{claim.work_item} was released; claim it again.")
     _extend(claim, ttl_seconds, timezone.now())
     record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimRefreshed(actor, claim))
     return claim
 
 
@@ -213,6 +221,7 @@ def release(claim_id, *, agent_id="", fingerprint="", actor):
     if claim.released_at is None:
         _end(claim)
         record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+        events.publish(events.ClaimReleased(actor, claim))
     return claim
 
 
@@ -236,6 +245,7 @@ def force_release(claim_id, *, actor):
         return Released(claim, False)
     _end(claim)
     record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimReleased(actor, claim, forced=True))
     return Released(claim, True)
 
 
@@ -255,6 +265,9 @@ def take_over(claim_id, *, actor, ttl_seconds=None):
         details=_claim_details(
             claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
         ),
+    )
+    events.publish(
+        events.ClaimTakenOver(actor, claim, claim.previous_owner, claim.previous_agent_id)
     )
     return claim
 
@@ -306,7 +319,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         obj=approval,
         details=_approval_details(approval, text=text, requested_by=requested_by),
     )
-    notifications.approval_requested(approval)
+    events.publish(events.ApprovalRequested(actor, approval))
     return approval
 
 
@@ -380,7 +393,32 @@ def decide(approval_id, decision, *, actor, note=""):
         obj=approval,
         details=_approval_details(approval, previous_status=previous, note=note),
     )
-    notifications.approval_decided(approval)
+    events.publish(events.ApprovalDecided(actor, approval, decision, previous))
+    return Decided(approval, True)
+
+
+@transaction.atomic
+def mark_executed(approval_id, *, actor):
+    """Record that what an approved request asked for was done. Reporting twice changes nothing."""
+    approval = get_approval(approval_id, lock=True)
+    if approval.status == Status.EXECUTED:
+        return Decided(approval, False)
+    if approval.status != Status.APPROVED:
+        raise InvalidTransition(
+            f"Request {approval.short_id} is {approval.status}; only an approved request can be "
+            "executed.",
+            status=approval.status,
+        )
+    approval.status = Status.EXECUTED
+    approval.executed_at = timezone.now()
+    approval.save(update_fields=["status", "executed_at", "updated_at"])
+    record(
+        "approval.executed",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, previous_status=Status.APPROVED),
+    )
+    events.publish(events.ApprovalExecuted(actor, approval))
     return Decided(approval, True)
 
 
@@ -409,6 +447,7 @@ def archive(approval_id, *, actor):
         obj=approval,
         details=_approval_details(approval, previous_status=previous),
     )
+    events.publish(events.ApprovalArchived(actor, approval, previous))
     return Decided(approval, True)
 
 
@@ -442,5 +481,6 @@ def expire_overdue(*, actor, now=None):
                 obj=approval,
                 details=_approval_details(approval, previous_status=previous),
             )
+            events.publish(events.ApprovalExpired(actor, approval, previous))
             expired.append(approval)
     return expired
