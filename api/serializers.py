@@ -8,7 +8,7 @@ exception handler turns into the same 400 body.
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest, Claim, max_length
 from telegram_bridge.models import OutboundMessage
 
 
@@ -79,13 +79,15 @@ class GrantSerializer(ClaimSerializer):
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    story = serializers.CharField(max_length=200)
-    todolist = serializers.CharField(max_length=200)
+    story = serializers.CharField(max_length=max_length(Claim, "story"))
+    todolist = serializers.CharField(max_length=max_length(Claim, "todolist"))
     owner = serializers.CharField(
-        max_length=150, required=False, help_text="Who holds the lease; defaults to your username."
+        max_length=max_length(Claim, "owner"),
+        required=False,
+        help_text="Who holds the lease; defaults to your username.",
     )
-    agent_id = serializers.CharField(max_length=150)
-    fingerprint = serializers.CharField(max_length=200)
+    agent_id = serializers.CharField(max_length=max_length(Claim, "agent_id"))
+    fingerprint = serializers.CharField(max_length=max_length(Claim, "fingerprint"))
     ttl_seconds = serializers.IntegerField(
         required=False, min_value=1, help_text="Lease length; defaults to CLAIM_DEFAULT_TTL."
     )
@@ -94,8 +96,12 @@ class ClaimRequestSerializer(serializers.Serializer):
 class HolderSerializer(serializers.Serializer):
     """Proof of holdership: the agent id or the fingerprint the lease was claimed with."""
 
-    agent_id = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    fingerprint = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    agent_id = serializers.CharField(
+        max_length=max_length(Claim, "agent_id"), required=False, allow_blank=True
+    )
+    fingerprint = serializers.CharField(
+        max_length=max_length(Claim, "fingerprint"), required=False, allow_blank=True
+    )
 
 
 class RefreshSerializer(HolderSerializer):
@@ -150,10 +156,12 @@ class DecisionResultSerializer(ApprovalSerializer):
 
 class ApprovalRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApprovalRequest.Kind.choices)
-    text = serializers.CharField(max_length=4000)
+    text = serializers.CharField(max_length=max_length(ApprovalRequest, "text"))
     payload = serializers.DictField(required=False, help_text="Machine-readable detail.")
     requested_by = serializers.CharField(
-        max_length=150, required=False, help_text="Who asks; defaults to your username."
+        max_length=max_length(ApprovalRequest, "requested_by"),
+        required=False,
+        help_text="Who asks; defaults to your username.",
     )
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
@@ -161,7 +169,12 @@ class ApprovalRequestSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    note = serializers.CharField(
+        max_length=max_length(ApprovalRequest, "decision_note"),
+        required=False,
+        allow_blank=True,
+        default="",
+    )
 
 
 # --- Audit trail and outbox -----------------------------------------------------------------

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from audit.models import AuditEvent
 from claims import services
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_approval, get_claim
 from telegram_bridge import outbox
 from telegram_bridge.models import OutboundMessage
@@ -192,19 +192,19 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def approve(self, request, pk=None):
-        return self._decide(request, pk, "approve")
+        return self._decide(request, pk, Decision.APPROVE)
 
     @_decision_schema("Deny")
     @action(detail=True, methods=["post"])
     @idempotent
     def deny(self, request, pk=None):
-        return self._decide(request, pk, "deny")
+        return self._decide(request, pk, Decision.DENY)
 
     @_decision_schema("Postpone")
     @action(detail=True, methods=["post"])
     @idempotent
     def postpone(self, request, pk=None):
-        return self._decide(request, pk, "postpone")
+        return self._decide(request, pk, Decision.POSTPONE)
 
     @extend_schema(
         summary="Archive a finished request",

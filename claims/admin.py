@@ -19,7 +19,7 @@ from backoffice.admin_mixins import ReadOnlyAdminMixin
 from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
-from .models import ApprovalRequest, Claim
+from .models import ApprovalRequest, Claim, Decision
 
 
 def admin_actor(request):
@@ -89,11 +89,10 @@ class LeaseStateFilter(admin.SimpleListFilter):
         return [("live", "Live"), ("expired", "Expired"), ("released", "Released")]
 
     def queryset(self, request, queryset):
-        now = timezone.now()
         if self.value() == "live":
-            return queryset.filter(pk__in=selectors.live_claims(now).values("pk"))
+            return queryset.live()
         if self.value() == "expired":
-            return queryset.filter(released_at__isnull=True, expires_at__lte=now)
+            return queryset.ended().filter(released_at__isnull=True)
         if self.value() == "released":
             return queryset.filter(released_at__isnull=False)
         return queryset
@@ -163,13 +162,8 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 
 # --- Approval requests ----------------------------------------------------------------------
 
-DONE = {
-    "approve": "approved",
-    "deny": "denied",
-    "postpone": "postponed",
-    "reopen": "reopened",
-    "archive": "archived",
-}
+# Every step a button or an action may take, and what the request then is.
+DONE = {**dict(Decision.choices), "archive": "archived"}
 
 
 @admin.register(ApprovalRequest)
@@ -215,8 +209,8 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     def get_search_results(self, request, queryset, search_term):
         """Also find requests by the first hex digits of their id, as shown in the list."""
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        prefix = search_term.strip().lower().replace("-", "")
-        if len(prefix) >= selectors.MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in prefix):
+        prefix = selectors.id_prefix(search_term)
+        if prefix is not None:
             by_id = selectors.approvals_with_id_prefix(prefix).values("pk")
             results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id))
         return results, may_have_duplicates
@@ -245,15 +239,15 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     @admin.action(description="Approve the selected requests", permissions=["decide"])
     def approve(self, request, queryset):
-        self._run(request, queryset, "approve")
+        self._run(request, queryset, Decision.APPROVE)
 
     @admin.action(description="Deny the selected requests", permissions=["decide"])
     def deny(self, request, queryset):
-        self._run(request, queryset, "deny")
+        self._run(request, queryset, Decision.DENY)
 
     @admin.action(description="Postpone the selected requests", permissions=["decide"])
     def postpone(self, request, queryset):
-        self._run(request, queryset, "postpone")
+        self._run(request, queryset, Decision.POSTPONE)
 
     @admin.action(description="Archive the selected requests", permissions=["archive"])
     def archive(self, request, queryset):

@@ -17,7 +17,7 @@ from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 
 from . import events
 from .errors import ClaimConflict, NotHolder
-from .models import ApprovalRequest, Claim
+from .models import ApprovalRequest, Claim, Decision, max_length
 from .selectors import get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
@@ -74,9 +74,9 @@ def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
     """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
     fields = {}
     holder = {
-        "owner": _text(fields, "owner", owner, 150),
-        "agent_id": _text(fields, "agent_id", agent_id, 150),
-        "fingerprint": _text(fields, "fingerprint", fingerprint, 200),
+        "owner": _text(fields, "owner", owner, max_length(Claim, "owner")),
+        "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
+        "fingerprint": _text(fields, "fingerprint", fingerprint, max_length(Claim, "fingerprint")),
         "ttl_seconds": _ttl(fields, ttl_seconds),
     }
     if fields:
@@ -120,8 +120,8 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     the unique constraint.
     """
     fields = {}
-    story = _text(fields, "story", story, 200)
-    todolist = _text(fields, "todolist", todolist, 200)
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
     try:
         holder = _holder_fields(owner, agent_id, fingerprint, ttl_seconds)
     except InvalidInput as invalid:
@@ -285,12 +285,10 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
     fields = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
-    text = (text or "").strip()
-    if not text:
-        fields["text"] = "must not be empty"
-    elif len(text) > 4000:
-        fields["text"] = "must be at most 4000 characters"
-    requested_by = _text(fields, "requested_by", requested_by, 150)
+    text = _text(fields, "text", text, max_length(ApprovalRequest, "text"))
+    requested_by = _text(
+        fields, "requested_by", requested_by, max_length(ApprovalRequest, "requested_by")
+    )
     if payload is not None and not isinstance(payload, dict):
         fields["payload"] = "must be an object"
     linked_claim = None
@@ -307,9 +305,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         text=text,
         payload=payload or {},
         requested_by=requested_by,
-        requested_by_user=actor.user
-        if actor.user is not None and actor.user.is_authenticated
-        else None,
+        requested_by_user=actor.authenticated_user,
         claim=linked_claim,
         expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
     )
@@ -323,18 +319,12 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
     return approval
 
 
-# Which decisions may be taken from which status, and the status a repeat leaves untouched.
+# The status each decision leads to, and the statuses it may be taken from.
 DECISIONS = {
-    "approve": (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
-    "deny": (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
-    "postpone": (Status.POSTPONED, {Status.PENDING}),
-    "reopen": (Status.PENDING, {Status.POSTPONED}),
-}
-DECISION_ACTIONS = {
-    "approve": "approval.approved",
-    "deny": "approval.denied",
-    "postpone": "approval.postponed",
-    "reopen": "approval.reopened",
+    Decision.APPROVE: (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
+    Decision.DENY: (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
+    Decision.POSTPONE: (Status.POSTPONED, {Status.PENDING}),
+    Decision.REOPEN: (Status.PENDING, {Status.POSTPONED}),
 }
 
 
@@ -346,8 +336,12 @@ def decide(approval_id, decision, *, actor, note=""):
     on a request already decided raises ``InvalidTransition``. The row is locked, so of two
     concurrent decisions exactly one wins.
     """
-    if decision not in DECISIONS:
-        raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
+    if decision not in Decision.values:
+        raise InvalidInput({"decision": f"must be one of {', '.join(Decision.values)}"})
+    decision = Decision(decision)
+    if len(note) > max_length(ApprovalRequest, "decision_note"):
+        limit = max_length(ApprovalRequest, "decision_note")
+        raise InvalidInput({"note": f"must be at most {limit} characters"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
@@ -365,7 +359,7 @@ def decide(approval_id, decision, *, actor, note=""):
             status=approval.status,
         )
     if (
-        decision in ("approve", "deny")
+        decision in (Decision.APPROVE, Decision.DENY)
         and settings.APPROVAL_FORBID_SELF_APPROVAL
         and actor.user is not None
         and approval.requested_by_user_id == actor.user.pk
@@ -373,9 +367,10 @@ def decide(approval_id, decision, *, actor, note=""):
         raise NotPermitted("You may not decide a request you made yourself.")
     previous = approval.status
     approval.status = target
-    approval.decided_by = actor.user if decision != "reopen" else None
-    approval.decided_at = now if decision != "reopen" else None
-    approval.decision_source = actor.source if decision != "reopen" else ""
+    reopened = decision == Decision.REOPEN
+    approval.decided_by = None if reopened else actor.authenticated_user
+    approval.decided_at = None if reopened else now
+    approval.decision_source = "" if reopened else actor.source
     approval.decision_note = note
     approval.save(
         update_fields=[
@@ -388,7 +383,7 @@ def decide(approval_id, decision, *, actor, note=""):
         ]
     )
     record(
-        DECISION_ACTIONS[decision],
+        f"approval.{decision.label}",
         actor=actor,
         obj=approval,
         details=_approval_details(approval, previous_status=previous, note=note),

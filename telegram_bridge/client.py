@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from backoffice.redaction import redact
+from backoffice.redaction import RedactSecretsFilter, redact
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +86,11 @@ class PermanentError(BotApiError):
     permanent = True
 
 
-class RedactSecrets(logging.Filter):
-    """Rewrites records of the HTTP libraries, which put request URLs (and so the token) in them."""
-
-    def filter(self, record):
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
+# The HTTP libraries put request URLs (and so the token) in their records. The handlers in
+# settings.LOGGING redact every record they write; these loggers redact at the source too, so a
+# handler configured elsewhere (a test's capture, a library's own) never sees the token either.
 for _name in ("urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(RedactSecrets())
+    logging.getLogger(_name).addFilter(RedactSecretsFilter())
 
 
 class BotClient:

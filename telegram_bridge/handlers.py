@@ -20,6 +20,7 @@ from audit.services import record
 from backoffice.actors import Actor, Source
 from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
+from claims.models import Decision
 
 from . import outbox
 from .models import InboundUpdate, TelegramAccount
@@ -27,8 +28,8 @@ from .models import InboundUpdate, TelegramAccount
 Status = InboundUpdate.Status
 
 BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
-DECIDING_COMMANDS = {"approve": "approve", "deny": "deny"}
-DONE = {"approve": "Approved", "deny": "Denied"}
+# The decisions a button or a text command may take.
+DECIDING = (Decision.APPROVE, Decision.DENY)
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
 STATUS_LIST_LIMIT = 20
@@ -159,8 +160,8 @@ def on_message(message):
         return Status.IGNORED
     command, *arguments = text.split()
     command = command[1:].split("@", 1)[0].lower()
-    if command in DECIDING_COMMANDS:
-        reply = _decide_by_prefix(sender, DECIDING_COMMANDS[command], arguments, chat_id)
+    if command in DECIDING:
+        reply = _decide_by_prefix(sender, Decision(command), arguments, chat_id)
     elif command == "status":
         reply = _status(sender, chat_id)
     elif command in ("help", "start"):
@@ -223,10 +224,10 @@ def _decide(sender, decision, hex_id, chat_id):
 
 def _decided(sender, decision, approval):
     result = services.decide(approval.pk, decision, actor=sender.actor)
-    done = DONE[decision]
+    done = Decision(decision).label
     if not result.changed:
-        return f"Request {approval.short_id} was already {done.lower()}."
-    return f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+        return f"Request {approval.short_id} was already {done}."
+    return f"{done.capitalize()} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):

@@ -4,9 +4,7 @@ from backoffice.cli import JsonCommand
 from backoffice.errors import InvalidInput
 from claims import selectors, services
 from claims.cli import approval_as_dict
-from claims.models import ApprovalRequest
-
-DECISIONS = ["approve", "deny", "postpone", "reopen"]
+from claims.models import ApprovalRequest, Decision
 
 
 class Command(JsonCommand):
@@ -21,7 +19,7 @@ class Command(JsonCommand):
         listing.add_argument("--limit", type=int, default=100, help="At most this many (100).")
         listing.add_argument("--json", action="store_true", help="One JSON array on stdout.")
 
-        for decision in DECISIONS:
+        for decision in Decision.values:
             deciding = actions.add_parser(decision, help=f"{decision.capitalize()} a request.")
             deciding.add_argument("id", help="The request id or at least 6 hex digits of it.")
             deciding.add_argument("--user", required=True, help="The approver's username.")
