@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
@@ -129,23 +129,19 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     if fields:
         raise InvalidInput(fields)
     now = timezone.now()
-    current = Claim.objects.select_for_update().filter(story=story, todolist=todolist).first()
-    if current is None:
-        try:
-            with transaction.atomic():
-                current = Claim.objects.create(
-                    story=story,
-                    todolist=todolist,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=holder["ttl_seconds"]),
-                    **holder,
-                )
-        except IntegrityError:
-            current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
-        else:
-            record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
-            events.publish(events.ClaimAcquired(actor, current))
-            return Granted(current, "acquired")
+    current, created = Claim.objects.select_for_update().get_or_create(
+        story=story,
+        todolist=todolist,
+        defaults={
+            "acquired_at": now,
+            "expires_at": now + timedelta(seconds=holder["ttl_seconds"]),
+            **holder,
+        },
+    )
+    if created:
+        record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
+        return Granted(current, "acquired")
 
     same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
     if current.is_live(now) and not same_holder:

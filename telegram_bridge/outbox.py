@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -90,24 +90,19 @@ def enqueue(*, method, chat_id, payload, dedupe_key):
     if fields:
         raise InvalidInput(fields)
 
-    existing = OutboundMessage.objects.filter(dedupe_key=dedupe_key).first()
-    if existing is not None:
-        return existing
     if method not in METHODS_WITHOUT_CHAT:
         payload = {"chat_id": chat_id, **payload}
-    try:
-        with transaction.atomic():
-            message = OutboundMessage.objects.create(
-                method=method,
-                chat_id=chat_id,
-                payload=payload,
-                dedupe_key=dedupe_key,
-                next_attempt_at=timezone.now(),
-            )
-    except IntegrityError:
-        # A concurrent transaction queued the same event first.
-        return OutboundMessage.objects.get(dedupe_key=dedupe_key)
-    transaction.on_commit(partial(hand_to_worker, message.pk))
+    message, created = OutboundMessage.objects.get_or_create(
+        dedupe_key=dedupe_key,
+        defaults={
+            "method": method,
+            "chat_id": chat_id,
+            "payload": payload,
+            "next_attempt_at": timezone.now(),
+        },
+    )
+    if created:
+        transaction.on_commit(partial(hand_to_worker, message.pk))
     return message
 
 
