@@ -5,6 +5,11 @@ lease, which decision is allowed) stay in ``claims.services``, whose ``InvalidIn
 exception handler turns into the same 400 body.
 """
 
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audit.models import AuditEvent
@@ -20,6 +25,8 @@ class OutputSerializer(serializers.ModelSerializer):
     reuses them, as DRF's ``ListSerializer`` reuses one child for every item of a list. That is
     only safe for fields that keep no per-request state: these read no ``context``.
     """
+
+    _shared: ClassVar[OutputSerializer]
 
     @classmethod
     def represent(cls, instance):
@@ -114,10 +121,10 @@ class RefreshSerializer(HolderSerializer):
 
 
 class ApprovalSerializer(OutputSerializer):
-    requested_by_user = serializers.SlugRelatedField(
+    requested_by_user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    decided_by = serializers.SlugRelatedField(
+    decided_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
 
@@ -181,7 +188,9 @@ class DecisionSerializer(serializers.Serializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    actor: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AuditEvent

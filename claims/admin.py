@@ -64,7 +64,7 @@ def report(request, done, changed, skipped):
     messages.add_message(request, level, text)
 
 
-class AuditHistoryMixin:
+class AuditHistoryMixin(admin.ModelAdmin):
     """Shows the object's audit events, oldest first, at the bottom of its change page."""
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -267,7 +267,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     def available_steps(self, request, approval):
         """The buttons to show: steps the request's status allows and the user may take."""
-        steps = []
+        steps: list[str] = []
         if self.has_decide_permission(request) and approval.expires_at > timezone.now():
             steps += [
                 step

@@ -72,7 +72,7 @@ def _ttl(fields, ttl_seconds):
 
 def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
     """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
-    fields = {}
+    fields: dict[str, str] = {}
     holder = {
         "owner": _text(fields, "owner", owner, max_length(Claim, "owner")),
         "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
@@ -119,7 +119,7 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     taken over. Safe under concurrency: the row is locked, and a race to create it is settled by
     the unique constraint.
     """
-    fields = {}
+    fields: dict[str, str] = {}
     story = _text(fields, "story", story, max_length(Claim, "story"))
     todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
     try:
@@ -191,7 +191,7 @@ def _check_holder(claim, agent_id, fingerprint):
 @transaction.atomic
 def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
     """Extend the holder's lease from now, optionally with a new TTL."""
-    fields = {}
+    fields: dict[str, str] = {}
     ttl_seconds = _ttl(fields, ttl_seconds)
     if not (agent_id or fingerprint):
         fields["agent_id"] = "give the agent id or the fingerprint of the holder"
@@ -278,7 +278,7 @@ def _approval_details(approval, **extra):
 @transaction.atomic
 def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=None):
     """Ask the approvers a question; it expires after ``APPROVAL_EXPIRY`` seconds."""
-    fields = {}
+    fields: dict[str, str] = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
     text = _text(fields, "text", text, max_length(ApprovalRequest, "text"))

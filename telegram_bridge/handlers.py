@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from html import escape
 
+from django.contrib.auth.models import User
 from django.utils.text import Truncator
 
 from audit.services import record
@@ -53,7 +54,7 @@ class Sender:
 
     telegram_id: int
     username: str
-    user: object = None
+    user: User | None = None
 
     @classmethod
     def from_update(cls, from_user):
