@@ -15,8 +15,7 @@ from audit.models import AuditEvent
 from claims import services
 from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_approval, get_claim
-from telegram_bridge import outbox
-from telegram_bridge.models import OutboundMessage
+from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
 from .exceptions import error_body
@@ -258,7 +257,7 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
 
     lookup_value_regex = "[^/]+"
 
-    queryset = OutboundMessage.objects.order_by("id")
+    queryset = outbox.messages().order_by("id")
     serializer_class = OutboundMessageSerializer
     filterset_class = OutboundMessageFilter
     permission_classes = [StaffCanView]
@@ -272,6 +271,6 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def requeue(self, request, pk=None):
-        requeued = outbox.requeue(pk, actor=api_actor(request))
-        message = OutboundMessage.objects.get(pk=int(pk))
+        requeued = dead_letters.requeue(pk, actor=api_actor(request))
+        message = outbox.get(pk)
         return Response({**OutboundMessageSerializer.represent(message), "requeued": requeued})
