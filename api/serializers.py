@@ -7,13 +7,14 @@ exception handler turns into the same 400 body.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim, max_length
+from claims.representation import approval_data, claim_data
 from telegram_bridge.models import OutboundMessage
 
 
@@ -40,10 +41,10 @@ class OutputSerializer(serializers.ModelSerializer):
 
 
 class ClaimSerializer(OutputSerializer):
-    """A lease; the holder's fingerprint is left out, since it proves holdership."""
+    """A lease, as ``claims.representation.claim_data`` shows it; the fields describe it."""
 
-    live = serializers.SerializerMethodField()
-    seconds_left = serializers.SerializerMethodField()
+    live = serializers.BooleanField(read_only=True)
+    seconds_left = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Claim
@@ -66,11 +67,8 @@ class ClaimSerializer(OutputSerializer):
             "updated_at",
         ]
 
-    def get_live(self, claim) -> bool:
-        return claim.is_live()
-
-    def get_seconds_left(self, claim) -> int:
-        return claim.seconds_left()
+    def to_representation(self, instance: Claim) -> dict[str, Any]:
+        return claim_data(instance)
 
 
 class GrantSerializer(ClaimSerializer):
@@ -121,6 +119,8 @@ class RefreshSerializer(HolderSerializer):
 
 
 class ApprovalSerializer(OutputSerializer):
+    """A request, as ``claims.representation.approval_data`` shows it; the fields describe it."""
+
     requested_by_user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
@@ -149,6 +149,9 @@ class ApprovalSerializer(OutputSerializer):
             "created_at",
             "updated_at",
         ]
+
+    def to_representation(self, instance: ApprovalRequest) -> dict[str, Any]:
+        return approval_data(instance)
 
 
 class DecisionResultSerializer(ApprovalSerializer):

@@ -1,53 +1,25 @@
 """What the claim and approval commands share besides ``backoffice.cli``."""
 
+from argparse import ArgumentParser
+from typing import Any
 
-def claim_as_dict(claim, **extra):
-    """What the claim commands print about a claim."""
-    return {
-        "id": claim.pk,
-        "story": claim.story,
-        "todolist": claim.todolist,
-        "holder": {
-            "owner": claim.owner,
-            "agent_id": claim.agent_id,
-            "fingerprint": claim.fingerprint,
-        },
-        "live": claim.is_live(),
-        "acquired_at": claim.acquired_at,
-        "expires_at": claim.expires_at,
-        "released_at": claim.released_at,
-        "seconds_left": claim.seconds_left(),
-        "ttl_seconds": claim.ttl_seconds,
-        "version": claim.version,
-        "previous_holder": {
-            "owner": claim.previous_owner,
-            "agent_id": claim.previous_agent_id,
-        },
-        **extra,
-    }
+from .models import ApprovalRequest, Claim
+from .representation import approval_data, claim_data
 
 
-def approval_as_dict(approval, **extra):
-    """What the approval commands print about a request."""
-    return {
-        "id": str(approval.pk),
-        "short_id": approval.short_id,
-        "kind": approval.kind,
-        "status": approval.status,
-        "text": approval.text,
-        "requested_by": approval.requested_by,
-        "claim": approval.claim_id,
-        "created_at": approval.created_at,
-        "expires_at": approval.expires_at,
-        "decided_by": approval.decided_by.get_username() if approval.decided_by else None,
-        "decided_at": approval.decided_at,
-        "decision_source": approval.decision_source,
-        "decision_note": approval.decision_note,
-        **extra,
-    }
+def claim_as_dict(claim: Claim, **extra: Any) -> dict[str, Any]:
+    """What the claim commands print: the claim as every channel shows it, plus the holder's
+    fingerprint (whoever runs these commands is the holder, or staff)."""
+    return {**claim_data(claim), "fingerprint": claim.fingerprint, **extra}
 
 
-def add_holder_arguments(parser):
+def approval_as_dict(approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    """What the approval commands print: the request as every channel shows it, plus the short
+    id the commands accept."""
+    return {**approval_data(approval), "short_id": approval.short_id, **extra}
+
+
+def add_holder_arguments(parser: ArgumentParser) -> None:
     """The holder proves itself with its agent id or its fingerprint."""
     holder = parser.add_mutually_exclusive_group(required=True)
     holder.add_argument("--agent-id", help="The holder's agent id.")

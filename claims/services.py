@@ -6,7 +6,7 @@ functions and nothing else, so a rule lives in exactly one place.
 """
 
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +18,7 @@ from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 from . import events
 from .errors import ClaimConflict, NotHolder
 from .models import ApprovalRequest, Claim, Decision, max_length
+from .representation import approval_data, claim_data
 from .selectors import get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
@@ -84,17 +85,9 @@ def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
     return holder
 
 
-def _claim_details(claim, **extra):
-    return {
-        "story": claim.story,
-        "todolist": claim.todolist,
-        "owner": claim.owner,
-        "agent_id": claim.agent_id,
-        "ttl_seconds": claim.ttl_seconds,
-        "version": claim.version,
-        "expires_at": claim.expires_at.isoformat(),
-        **extra,
-    }
+def _claim_details(claim: Claim, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a claim: its representation, as every channel shows it."""
+    return {**claim_data(claim), **extra}
 
 
 def _hand_over(claim, holder, now):
@@ -161,11 +154,7 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
         "claim.taken_over",
         actor=actor,
         obj=current,
-        details=_claim_details(
-            current,
-            previous_owner=current.previous_owner,
-            previous_agent_id=current.previous_agent_id,
-        ),
+        details=_claim_details(current),
     )
     events.publish(
         events.ClaimTakenOver(actor, current, current.previous_owner, current.previous_agent_id)
@@ -258,9 +247,7 @@ def take_over(claim_id, *, actor, ttl_seconds=None):
         "claim.taken_over",
         actor=actor,
         obj=claim,
-        details=_claim_details(
-            claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
-        ),
+        details=_claim_details(claim),
     )
     events.publish(
         events.ClaimTakenOver(actor, claim, claim.previous_owner, claim.previous_agent_id)
@@ -271,8 +258,9 @@ def take_over(claim_id, *, actor, ttl_seconds=None):
 # --- Approval requests ----------------------------------------------------------------------
 
 
-def _approval_details(approval, **extra):
-    return {"kind": approval.kind, "status": approval.status, **extra}
+def _approval_details(approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a request: its representation, as every channel shows it."""
+    return {**approval_data(approval), **extra}
 
 
 @transaction.atomic
@@ -309,7 +297,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         "approval.requested",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, text=text, requested_by=requested_by),
+        details=_approval_details(approval),
     )
     events.publish(events.ApprovalRequested(actor, approval))
     return approval
@@ -382,7 +370,7 @@ def decide(approval_id, decision, *, actor, note=""):
         f"approval.{decision.label}",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, previous_status=previous, note=note),
+        details=_approval_details(approval, previous_status=previous),
     )
     events.publish(events.ApprovalDecided(actor, approval, decision, previous))
     return Decided(approval, True)

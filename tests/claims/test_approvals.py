@@ -84,7 +84,7 @@ def test_approval_is_audited_with_the_approver(make_approval, approver, approver
     event = AuditEvent.objects.get(object_id=str(approval.pk))
     assert (event.action, event.actor, event.source) == ("approval.approved", approver, "admin")
     assert event.details["previous_status"] == "pending"
-    assert event.details["note"] == "Go ahead"
+    assert event.details["decision_note"] == "Go ahead"
 
 
 def test_repeating_a_decision_writes_no_second_event(make_approval, approver_actor):

@@ -73,11 +73,8 @@ def test_claim_commands_print_json_and_exit_with_the_outcome():
     granted = manage("claim", "checkout", "payment-form", *holder, "--ttl", "120")
     assert granted.code == 0, granted.stderr
     assert granted.json["outcome"] == "acquired"
-    assert granted.json["holder"] == {
-        "owner": "maria",
-        "agent_id": "builder-7",
-        "fingerprint": "fp-7",
-    }
+    holder = {key: granted.json[key] for key in ("owner", "agent_id", "fingerprint")}
+    assert holder == {"owner": "maria", "agent_id": "builder-7", "fingerprint": "fp-7"}
     assert 0 < granted.json["seconds_left"] <= 120
     claim_id = str(granted.json["id"])
 
@@ -205,7 +202,7 @@ def test_approvals_commands_request_list_decide_and_archive(approver, make_appro
     assert (archived.code, archived.json["status"]) == (0, "archived")
 
     event = AuditEvent.objects.get(action="approval.approved")
-    assert (event.actor, event.source, event.details["note"]) == (approver, "cli", "go")
+    assert (event.actor, event.source, event.details["decision_note"]) == (approver, "cli", "go")
     assert AuditEvent.objects.filter(object_id=full_id).count() == 3
 
 
