@@ -194,6 +194,8 @@ TELEGRAM_APPROVER_CHAT_ID = env.int("TELEGRAM_APPROVER_CHAT_ID", default=None)
 TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=25)
 TELEGRAM_POLL_LIMIT = env.int("TELEGRAM_POLL_LIMIT", default=100)
 TELEGRAM_POLL_LEASE = env.int("TELEGRAM_POLL_LEASE", default=60)
+# Seconds from the start of a getUpdates call that came back empty to the next call.
+TELEGRAM_POLL_EMPTY_INTERVAL = env.float("TELEGRAM_POLL_EMPTY_INTERVAL", default=1.0)
 
 # --- REST API -------------------------------------------------------------------------------
 # Requests each API user (token) may make per period, e.g. "1000/min", "20/s"; more get a 429.

@@ -33,7 +33,11 @@ BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
 DECIDING = (Decision.APPROVE, Decision.DENY)
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
+# The most of what a user typed that a reply repeats.
+ECHO_LIMIT = 40
 STATUS_LIST_LIMIT = 20
+# An approval request id with its dashes: the longest prefix /approve and /deny can take.
+ID_LENGTH = 36
 
 HELP = (
     "I post approval requests here; press Approve or Deny under a request, or use:\n"
@@ -168,7 +172,7 @@ def on_message(message):
     elif command in ("help", "start"):
         reply = escape(HELP, quote=False)
     else:
-        reply = f"I don't know /{escape(command, quote=False)}. Send /help for what I can do."
+        reply = f"I don't know /{_echo(command)}. Send /help for what I can do."
     outbox.enqueue(
         method="sendMessage",
         chat_id=chat_id,
@@ -188,6 +192,8 @@ def _decide_by_prefix(sender, decision, arguments, chat_id):
         return _refuse(sender, attempted, chat_id)
     if len(arguments) != 1:
         return f"Give the request id: /{decision} &lt;first 6+ characters of the id&gt;"
+    if len(arguments[0]) > ID_LENGTH:
+        return f"{_echo(arguments[0])} is not a request id; give its first 6+ characters."
     try:
         approval = selectors.find_approval_by_prefix(arguments[0])
         return escape(_decided(sender, decision, approval), quote=False)
@@ -258,6 +264,11 @@ def explain(error):
 
 
 # --- Small helpers --------------------------------------------------------------------------
+
+
+def _echo(typed):
+    """A short prefix of what a user typed, safe inside an HTML reply."""
+    return escape(Truncator(typed).chars(ECHO_LIMIT), quote=False)
 
 
 def _answered(dedupe_key):

@@ -408,15 +408,28 @@ def test_update_is_processed_once_however_often_its_task_runs(approval, approver
     "update",
     [
         {"update_id": 1, "message": {"text": "/status"}},
+        {"update_id": 4, "callback_query": {"id": "q", "from": "alice"}},
+    ],
+)
+def test_updates_missing_what_a_handler_needs_are_ignored(db, update):
+    assert receive(update).status == InboundUpdate.Status.IGNORED
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
         {"update_id": 2, "message": {"text": "/status", "from": {"id": "x"}, "chat": {"id": 1}}},
         {"update_id": 3, "callback_query": {"id": 5, "from": ALICE, "data": "x"}},
-        {"update_id": 4, "callback_query": {"id": "q", "from": "alice"}},
         {"update_id": 5, "message": {"text": 5, "from": ALICE, "chat": {"id": 1}}},
         {"update_id": 6, "message": {"text": "/status", "from": ALICE, "chat": {"id": 2**70}}},
     ],
 )
-def test_malformed_updates_are_ignored(db, update):
-    assert receive(update).status == InboundUpdate.Status.IGNORED
+def test_updates_with_fields_of_the_wrong_type_are_quarantined_with_the_reason(db, update):
+    row = receive(update)
+
+    assert row.status == InboundUpdate.Status.FAILED
+    assert "must be" in row.error or "out of range" in row.error
+    assert not OutboundMessage.objects.exists()
 
 
 def test_decision_while_the_request_is_being_sent_edits_it_once_sent(approval, approver_actor):
