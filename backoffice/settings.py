@@ -129,6 +129,9 @@ CLAIM_DEFAULT_TTL = env.int("CLAIM_DEFAULT_TTL", default=300)
 CLAIM_MAX_TTL = env.int("CLAIM_MAX_TTL", default=86400)
 APPROVAL_EXPIRY = env.int("APPROVAL_EXPIRY", default=7 * 24 * 3600)
 APPROVAL_FORBID_SELF_APPROVAL = env.bool("APPROVAL_FORBID_SELF_APPROVAL", default=False)
+# The user manage.py claim, refresh, release and approvals request act as without --user
+# (e.g. a "ci" service user); empty: --user is required for every write.
+CLI_SERVICE_USER = env.str("CLI_SERVICE_USER", default="")
 
 # --- Task queue (django-q2) -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")

@@ -14,10 +14,12 @@ from django.utils import timezone
 from backoffice.timestamps import iso_utc
 
 from .models import ApprovalRequest, Claim
+from .selectors import waiting_line
 
 
 def claim_data(claim: Claim, now: datetime | None = None) -> dict[str, Any]:
-    """A lease; the holder's fingerprint is left out, since it proves holdership."""
+    """A lease. The owner is the user who claimed it; agent id and fingerprint are their labels.
+    Nothing here proves holdership: the lease token is only in the answer that granted it."""
     now = now or timezone.now()
     return {
         "id": claim.pk,
@@ -25,6 +27,9 @@ def claim_data(claim: Claim, now: datetime | None = None) -> dict[str, Any]:
         "todolist": claim.todolist,
         "owner": claim.owner,
         "agent_id": claim.agent_id,
+        "fingerprint": claim.fingerprint,
+        "holder": claim.holder,
+        "fencing_token": claim.fencing_token,
         "ttl_seconds": claim.ttl_seconds,
         "version": claim.version,
         "acquired_at": iso_utc(claim.acquired_at),
@@ -32,6 +37,9 @@ def claim_data(claim: Claim, now: datetime | None = None) -> dict[str, Any]:
         "released_at": iso_utc(claim.released_at),
         "live": claim.is_live(now),
         "seconds_left": claim.seconds_left(now),
+        "frozen": claim.frozen,
+        "frozen_reason": claim.frozen_reason,
+        "waiting": waiting_line(claim, now).count(),
         "previous_owner": claim.previous_owner,
         "previous_agent_id": claim.previous_agent_id,
         "created_at": iso_utc(claim.created_at),
@@ -47,6 +55,7 @@ def approval_data(approval: ApprovalRequest) -> dict[str, Any]:
         "text": approval.text,
         "payload": approval.payload,
         "requested_by": approval.requested_by,
+        "agent_id": approval.agent_id,
         "requested_by_user": _username(approval.requested_by_user),
         "claim": approval.claim_id,
         "status": approval.status,

@@ -129,11 +129,11 @@ def _info(hex_id):
         return explain(error)
     lines = [
         f"{approval.get_kind_display()} {approval.short_id}: {approval.get_status_display()}",
-        f"Requested by {approval.requested_by}",
+        f"Requested by {approval.requester}",
         f"Expires {approval.expires_at:%Y-%m-%d %H:%M} UTC",
     ]
     if approval.claim is not None:
-        lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.owner}")
+        lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.holder}")
     return "\n".join(lines)
 
 

@@ -18,7 +18,6 @@ def claim(agent_actor):
     return services.claim(
         story="checkout",
         todolist="payment-form",
-        owner="maria",
         agent_id="builder-7",
         fingerprint="fp-7",
         actor=agent_actor,
@@ -30,7 +29,7 @@ def approval(agent_actor, claim):
     return services.request_approval(
         kind="claim",
         text="Take it over",
-        requested_by="builder-8",
+        agent_id="builder-8",
         claim_id=claim.pk,
         actor=agent_actor,
     )
@@ -60,4 +59,4 @@ def test_the_audit_trail_keeps_the_same_shape(claim, approval):
 
     assert set(claim_data(claim)) <= set(claimed.details)
     assert set(approval_data(approval)) <= set(requested.details)
-    assert requested.details["requested_by"] == "builder-8"
+    assert requested.details["agent_id"] == "builder-8"

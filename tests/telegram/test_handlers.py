@@ -28,7 +28,7 @@ def approver_chat(settings):
 @pytest.fixture
 def approval(db, agent_actor):
     return services.request_approval(
-        kind="command", text="Run <migrate> & restart", requested_by="agent-7", actor=agent_actor
+        kind="command", text="Run <migrate> & restart", agent_id="agent-7", actor=agent_actor
     )
 
 
@@ -83,7 +83,7 @@ def test_request_is_announced_to_the_approver_chat_with_buttons(approval):
 def test_nothing_is_announced_without_an_approver_chat(db, settings, agent_actor):
     settings.TELEGRAM_APPROVER_CHAT_ID = None
 
-    services.request_approval(kind="claim", text="x", requested_by="a", actor=agent_actor)
+    services.request_approval(kind="claim", text="x", agent_id="a", actor=agent_actor)
 
     assert not OutboundMessage.objects.exists()
 
@@ -104,7 +104,7 @@ def test_linked_approver_approves_with_the_button(approval, approver_account):
     event = AuditEvent.objects.get(action="approval.approved")
     assert (event.source, event.actor_label, event.actor) == (
         "telegram",
-        "@alice",
+        "approver (@alice)",
         approval.decided_by,
     )
     (answer,) = answers()
@@ -242,7 +242,7 @@ def test_self_approval_refusal_is_explained(approval, approver_account, settings
     mine = services.request_approval(
         kind="claim",
         text="mine",
-        requested_by="approver",
+        agent_id="approver",
         actor=Actor(source=Source.API, user=approver_account.user),
     )
 
@@ -319,12 +319,10 @@ def test_approve_command_from_an_unlinked_user_is_refused_and_audited(approval):
 
 def test_status_lists_pending_requests(approval, approver_account, agent_actor):
     other = services.request_approval(
-        kind="manifest", text="Release 1.2\nwith notes", requested_by="ci", actor=agent_actor
+        kind="manifest", text="Release 1.2\nwith notes", agent_id="ci", actor=agent_actor
     )
     services.decide(other.pk, "deny", actor=Actor(source=Source.CLI, user=approver_account.user))
-    services.request_approval(
-        kind="claim", text="Take story 9", requested_by="b", actor=agent_actor
-    )
+    services.request_approval(kind="claim", text="Take story 9", agent_id="b", actor=agent_actor)
 
     receive(text_update("/status"))
 
