@@ -279,7 +279,8 @@ def claim(
             try:
                 return _try_claim(story, todolist, holder, lease_token, ticket, actor)
             except NotHolder as refused:
-                _audit_refusal(refused, actor, story=story, todolist=todolist, operation="claim")
+                claimed = Claim.objects.get(story=story, todolist=todolist)
+                _audit_refusal(refused, actor, claim=claimed, operation="claim")
                 raise
             except ClaimConflict:
                 if time.monotonic() >= deadline:
@@ -324,23 +325,13 @@ def _check_proof(claim: Claim, lease_token: str, fencing_token: int | None) -> N
         raise NotHolder(f"That lease token does not hold {claim.work_item}.")
 
 
-def _audit_refusal(
-    error: DomainError,
-    actor: Actor,
-    *,
-    operation: str,
-    claim: Claim | None = None,
-    story: str = "",
-    todolist: str = "",
-) -> None:
+def _audit_refusal(error: DomainError, actor: Actor, *, operation: str, claim: Claim) -> None:
     """Record a refused proof, with the caller's own identity, in a transaction of its own."""
     with transaction.atomic():
         record(
             "claim.refused",
             actor=actor,
             obj=claim,
-            object_type="" if claim else "claims.claim",
-            object_id="" if claim else f"{story}/{todolist}",
             details={"operation": operation, "error": error.code, "detail": error.message},
         )
 

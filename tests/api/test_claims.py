@@ -274,6 +274,12 @@ class TestListing:
         assert [item["story"] for item in body["results"]] == ["STORY-2"]
         assert body["next"] and body["previous"]
 
+    @pytest.mark.parametrize("query", ["offset=null", "offset=1.5", "limit=", "limit=-1"])
+    def test_limit_and_offset_must_be_whole_numbers(self, agent_client, claims, query):
+        response = agent_client.get(f"{URL}?{query}")
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid"
+
     def test_an_absurd_offset_is_an_empty_page(self, agent_client, claims):
         response = agent_client.get(f"{URL}?offset=99999999999999999999999")
         assert response.status_code == 200

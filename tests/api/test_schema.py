@@ -107,7 +107,7 @@ def test_the_schema_links_each_new_object_to_what_can_follow(live_schema):
     assert links["ReleaseClaim"] == {
         "operationId": "claims_release_create",
         "parameters": {"id": "$response.body#/id"},
-        "requestBody": "$request.body",
+        "requestBody": {"lease_token": "$response.body#/lease_token"},
     }
 
 

@@ -9,7 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from model_bakery import baker
+from rest_framework.test import APIClient
 
+from api.tokens import create_token
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.errors import ClaimConflict
@@ -142,3 +144,34 @@ def test_a_claimer_without_wait_does_not_jump_the_line():
 
     assert conflict.value.context["waiting"] in (0, 1)
     assert results and results[0].claim.agent_id == "patient"
+
+
+def test_the_api_waits_in_line_until_the_lease_is_released():
+    holder = baker.make("auth.User", username="holder")
+    _, key = create_token(
+        baker.make("auth.User", username="waiter"), actor=Actor(source=Source.SYSTEM)
+    )
+    held = services.claim(
+        story="ci", todolist="deploy", agent_id="a", actor=Actor(source="cli", user=holder)
+    )
+    answers = []
+
+    def wait_over_http():
+        try:
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+            body = {"story": "ci", "todolist": "deploy", "agent_id": "job-2", "wait": 60}
+            answers.append(client.post("/api/v1/claims/", body, format="json"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=wait_over_http)
+    thread.start()
+    poll("the API caller in line", ClaimWaiter.objects.exists)
+    services.release(
+        held.claim.pk, lease_token=held.lease_token, actor=Actor(source="cli", user=holder)
+    )
+    thread.join(timeout=60)
+
+    assert answers[0].status_code == 201
+    assert (answers[0].json()["owner"], answers[0].json()["fencing_token"]) == ("waiter", 2)

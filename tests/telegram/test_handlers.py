@@ -456,3 +456,9 @@ def test_updates_whose_task_was_lost_are_processed_by_the_sweep(approval, approv
     assert tasks.process_stale_updates() == 1
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
+
+
+def test_the_message_names_the_checked_user_and_the_agent_label(approval):
+    message = OutboundMessage.objects.get(dedupe_key=f"approval:{approval.pk.hex}:requested")
+
+    assert "Requested by agent-owner (agent-7)" in message.payload["text"]
