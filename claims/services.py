@@ -6,6 +6,7 @@ functions and nothing else, so a rule lives in exactly one place.
 """
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
@@ -18,12 +19,13 @@ from django.utils import timezone
 from audit.services import record
 from backoffice.actors import Actor
 from backoffice.errors import DomainError, InvalidInput, InvalidTransition, NotPermitted
+from backoffice.limits import max_length
 from backoffice.timestamps import iso_utc
 
 from . import events
 from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
-from .models import ApprovalRequest, Claim, ClaimWaiter, Decision, max_length
+from .models import ApprovalRequest, Claim, ClaimWaiter, Decision
 from .representation import approval_data, claim_data
 from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
@@ -417,7 +419,7 @@ def check_fence(*, story: str, todolist: str, fencing_token: int | None, actor: 
     if fencing_token is None:
         fields["fencing_token"] = "give the fencing token to check"  # noqa: S105
     _fencing_token(fields, fencing_token)
-    if fields:
+    if fields or fencing_token is None:
         raise InvalidInput(fields)
     claim = find_claim(story, todolist)
     if claim.fencing_token == fencing_token and claim.is_live():
@@ -582,7 +584,7 @@ DECISIONS = {
 
 
 @transaction.atomic
-def decide(approval_id: object, decision: str, *, actor: Actor, note: str = "") -> Decided:
+def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: str = "") -> Decided:
     """Approve, deny, postpone or reopen a request.
 
     Deciding the same way twice changes nothing and writes no second event; a different decision
@@ -646,7 +648,7 @@ def decide(approval_id: object, decision: str, *, actor: Actor, note: str = "") 
 
 
 @transaction.atomic
-def mark_executed(approval_id: object, *, actor: Actor) -> Decided:
+def mark_executed(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
     """Record that what an approved request asked for was done. Reporting twice changes nothing."""
     approval = get_approval(approval_id, lock=True)
     if approval.status == Status.EXECUTED:
@@ -674,7 +676,7 @@ ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
 
 
 @transaction.atomic
-def archive(approval_id: object, *, actor: Actor) -> Decided:
+def archive(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
     """File away a request that is finished with. Archiving twice changes nothing."""
     _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
     approval = get_approval(approval_id, lock=True)
