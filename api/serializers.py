@@ -5,11 +5,17 @@ lease, which decision is allowed) stay in ``claims.services``, whose ``InvalidIn
 exception handler turns into the same 400 body.
 """
 
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from backoffice.limits import max_length
 from claims.models import ApprovalRequest, Claim
-from claims.selectors import waiting_line
+from claims.representation import approval_data, claim_data
 from telegram_bridge.models import OutboundMessage
 
 
@@ -21,6 +27,8 @@ class OutputSerializer(serializers.ModelSerializer):
     reuses them, as DRF's ``ListSerializer`` reuses one child for every item of a list. That is
     only safe for fields that keep no per-request state: these read no ``context``.
     """
+
+    _shared: ClassVar[OutputSerializer]
 
     @classmethod
     def represent(cls, instance):
@@ -49,10 +57,10 @@ class ClaimSerializer(OutputSerializer):
     """
 
     holder = serializers.CharField(read_only=True, help_text='"user (agent label)".')
-    live = serializers.SerializerMethodField()
-    seconds_left = serializers.SerializerMethodField()
+    live = serializers.BooleanField(read_only=True)
+    seconds_left = serializers.IntegerField(read_only=True)
     frozen = serializers.BooleanField(read_only=True)
-    waiting = serializers.SerializerMethodField(help_text="Claimers waiting in line for it.")
+    waiting = serializers.IntegerField(read_only=True, help_text="Claimers waiting in line for it.")
 
     class Meta:
         model = Claim
@@ -81,14 +89,10 @@ class ClaimSerializer(OutputSerializer):
             "updated_at",
         ]
 
-    def get_live(self, claim) -> bool:
-        return claim.is_live()
-
-    def get_seconds_left(self, claim) -> int:
-        return claim.seconds_left()
-
-    def get_waiting(self, claim) -> int:
-        return waiting_line(claim).count()
+    def to_representation(self, instance: Claim) -> dict[str, Any]:
+        """``claims.representation.claim_data``, which every channel shows; the fields above
+        describe it in the schema."""
+        return claim_data(instance)
 
 
 class GrantSerializer(ClaimSerializer):
@@ -113,11 +117,16 @@ MAX_API_WAIT = 60
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    story = StrictCharField(max_length=200)
-    todolist = StrictCharField(max_length=200)
-    agent_id = StrictCharField(max_length=150, help_text="A label: which agent of yours claims.")
+    story = StrictCharField(max_length=max_length(Claim, "story"))
+    todolist = StrictCharField(max_length=max_length(Claim, "todolist"))
+    agent_id = StrictCharField(
+        max_length=max_length(Claim, "agent_id"), help_text="A label: which agent of yours claims."
+    )
     fingerprint = StrictCharField(
-        max_length=200, required=False, allow_blank=True, help_text="A label: session or host."
+        max_length=max_length(Claim, "fingerprint"),
+        required=False,
+        allow_blank=True,
+        help_text="A label: session or host.",
     )
     ttl_seconds = serializers.IntegerField(
         required=False, min_value=1, help_text="Lease length; defaults to CLAIM_DEFAULT_TTL."
@@ -156,8 +165,8 @@ class RefreshSerializer(LeaseProofSerializer):
 
 
 class FenceCheckSerializer(serializers.Serializer):
-    story = StrictCharField(max_length=200)
-    todolist = StrictCharField(max_length=200)
+    story = StrictCharField(max_length=max_length(Claim, "story"))
+    todolist = StrictCharField(max_length=max_length(Claim, "todolist"))
     fencing_token = serializers.IntegerField(min_value=0)
 
 
@@ -165,10 +174,10 @@ class FenceCheckSerializer(serializers.Serializer):
 
 
 class ApprovalSerializer(OutputSerializer):
-    requested_by_user = serializers.SlugRelatedField(
+    requested_by_user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    decided_by = serializers.SlugRelatedField(
+    decided_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
 
@@ -195,6 +204,11 @@ class ApprovalSerializer(OutputSerializer):
             "updated_at",
         ]
 
+    def to_representation(self, instance: ApprovalRequest) -> dict[str, Any]:
+        """``claims.representation.approval_data``, which every channel shows; the fields above
+        describe it in the schema."""
+        return approval_data(instance)
+
 
 class DecisionResultSerializer(ApprovalSerializer):
     changed = serializers.BooleanField(
@@ -208,10 +222,12 @@ class DecisionResultSerializer(ApprovalSerializer):
 
 class ApprovalRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApprovalRequest.Kind.choices)
-    text = StrictCharField(max_length=4000)
+    text = StrictCharField(max_length=max_length(ApprovalRequest, "text"))
     payload = serializers.DictField(required=False, help_text="Machine-readable detail.")
     agent_id = StrictCharField(
-        max_length=150, required=False, help_text="A label: which agent of yours asks."
+        max_length=max_length(ApprovalRequest, "agent_id"),
+        required=False,
+        help_text="A label: which agent of yours asks.",
     )
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
@@ -219,14 +235,21 @@ class ApprovalRequestSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    note = StrictCharField(max_length=2000, required=False, allow_blank=True, default="")
+    note = StrictCharField(
+        max_length=max_length(ApprovalRequest, "decision_note"),
+        required=False,
+        allow_blank=True,
+        default="",
+    )
 
 
 # --- Audit trail and outbox -----------------------------------------------------------------
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    actor: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AuditEvent

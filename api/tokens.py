@@ -7,8 +7,8 @@ from django.db import transaction
 from knox.models import AuthToken
 
 from audit.services import record
+from backoffice.errors import InvalidInput
 from backoffice.timestamps import iso_utc
-from claims.errors import InvalidInput
 
 MAX_EXPIRY_HOURS = 10 * 365 * 24
 

@@ -15,14 +15,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from audit.actors import Actor, Source
 from audit.selectors import events_for
+from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import ReadOnlyAdminMixin
+from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
 from .durations import lease_state, span
-from .errors import ClaimsError, InvalidTransition
-from .models import ApprovalRequest, Claim
+from .models import ApprovalRequest, Claim, Decision
 
 
 def admin_actor(request):
@@ -53,7 +53,7 @@ def apply_each(objects, change, label, *, unchanged="unchanged"):
                 changed += 1
             else:
                 skipped.append(f"{label(obj)} is {unchanged}")
-        except ClaimsError as error:
+        except DomainError as error:
             skipped.append(_why_skipped(label(obj), error))
     return changed, skipped
 
@@ -67,7 +67,7 @@ def report(request, done, changed, skipped):
     messages.add_message(request, level, text)
 
 
-class AuditHistoryMixin:
+class AuditHistoryMixin(admin.ModelAdmin):
     """Shows the object's audit events, oldest first, at the bottom of its change page."""
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -98,15 +98,14 @@ class LeaseStateFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        now = timezone.now()
         if self.value() == "live":
-            return queryset.filter(pk__in=selectors.live_claims(now).values("pk"))
+            return queryset.live()
         if self.value() == "expired":
-            return queryset.filter(released_at__isnull=True, expires_at__lte=now)
+            return queryset.ended().filter(released_at__isnull=True)
         if self.value() == "released":
             return queryset.filter(released_at__isnull=False)
         if self.value() == "stale":
-            return queryset.filter(pk__in=selectors.stale_claims(now).values("pk"))
+            return queryset.filter(pk__in=selectors.stale_claims().values("pk"))
         if self.value() == "frozen":
             return queryset.filter(frozen_at__isnull=False)
         return queryset
@@ -276,13 +275,8 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 
 # --- Approval requests ----------------------------------------------------------------------
 
-DONE = {
-    "approve": "approved",
-    "deny": "denied",
-    "postpone": "postponed",
-    "reopen": "reopened",
-    "archive": "archived",
-}
+# Every step a button or an action may take, and what the request then is.
+DONE = {**dict(Decision.choices), "archive": "archived"}
 
 
 @admin.register(ApprovalRequest)
@@ -333,8 +327,8 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     def get_search_results(self, request, queryset, search_term):
         """Also find requests by the first hex digits of their id, as shown in the list."""
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        prefix = search_term.strip().lower().replace("-", "")
-        if len(prefix) >= selectors.MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in prefix):
+        prefix = selectors.id_prefix(search_term)
+        if prefix is not None:
             by_id = selectors.approvals_with_id_prefix(prefix).values("pk")
             results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id))
         return results, may_have_duplicates
@@ -363,15 +357,15 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     @admin.action(description="Approve the selected requests", permissions=["decide"])
     def approve(self, request, queryset):
-        self._run(request, queryset, "approve")
+        self._run(request, queryset, Decision.APPROVE)
 
     @admin.action(description="Deny the selected requests", permissions=["decide"])
     def deny(self, request, queryset):
-        self._run(request, queryset, "deny")
+        self._run(request, queryset, Decision.DENY)
 
     @admin.action(description="Postpone the selected requests", permissions=["decide"])
     def postpone(self, request, queryset):
-        self._run(request, queryset, "postpone")
+        self._run(request, queryset, Decision.POSTPONE)
 
     @admin.action(description="Archive the selected requests", permissions=["archive"])
     def archive(self, request, queryset):
@@ -391,7 +385,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     def available_steps(self, request, approval):
         """The buttons to show: steps the request's status allows and the user may take."""
-        steps = []
+        steps: list[str] = []
         if self.has_decide_permission(request) and approval.expires_at > timezone.now():
             steps += [
                 step

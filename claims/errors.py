@@ -1,47 +1,21 @@
-"""Domain errors of claims and approvals, defined once.
+"""The errors only leases raise; the shared ones are in ``backoffice.errors``.
 
-Each channel maps them in one place: the API's exception handler to HTTP statuses, the command
-base class to exit codes, the admin to a message.
+Each subclasses a shared error, so the API answers them with its status and commands exit with
+its code without knowing about leases.
 """
 
+from backoffice.errors import Conflict, NotPermitted
 from backoffice.timestamps import iso_utc
 
-
-class ClaimsError(Exception):
-    """Base of every domain error; ``code`` is a stable machine-readable name."""
-
-    code = "error"
-
-    def __init__(self, message, **context):
-        super().__init__(message)
-        self.message = message
-        self.context = context
-
-    def as_dict(self):
-        return {"error": self.code, "detail": self.message, **self.context}
+from .models import Claim
 
 
-class InvalidInput(ClaimsError):
-    """The request itself is wrong; ``fields`` maps each bad field to what is wrong with it."""
-
-    code = "invalid"
-
-    def __init__(self, fields):
-        self.fields = fields
-        message = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
-        super().__init__(message, fields=fields)
-
-
-class NotFound(ClaimsError):
-    code = "not_found"
-
-
-class ClaimConflict(ClaimsError):
+class ClaimConflict(Conflict):
     """A live lease is held by someone else, or others wait in line before the caller."""
 
     code = "conflict"
 
-    def __init__(self, claim, *, waiting=0):
+    def __init__(self, claim: Claim, *, waiting: int = 0) -> None:
         if claim.is_live():
             why = f"is held by {claim.holder} until {iso_utc(claim.expires_at)}"
         else:
@@ -54,23 +28,23 @@ class ClaimConflict(ClaimsError):
         )
 
 
-class Frozen(ClaimsError):
+class Frozen(Conflict):
     """Staff froze the work item: nobody may claim it until it is unfrozen."""
 
     code = "frozen"
 
-    def __init__(self, claim):
+    def __init__(self, claim: Claim) -> None:
         super().__init__(
             f"{claim.work_item} is frozen: {claim.frozen_reason}", reason=claim.frozen_reason
         )
 
 
-class StaleFence(ClaimsError):
+class StaleFence(Conflict):
     """The caller's fencing token is not the work item's current one: its lease was lost."""
 
     code = "stale_fence"
 
-    def __init__(self, claim, fencing_token):
+    def __init__(self, claim: Claim, fencing_token: int) -> None:
         super().__init__(
             f"Fencing token {fencing_token} on {claim.work_item} is stale; the current one is "
             f"{claim.fencing_token}.",
@@ -78,21 +52,7 @@ class StaleFence(ClaimsError):
         )
 
 
-class NotHolder(ClaimsError):
+class NotHolder(NotPermitted):
     """The caller did not prove it holds the lease (no lease token, or the wrong one)."""
 
     code = "not_holder"
-
-
-class NotPermitted(ClaimsError):
-    code = "forbidden"
-
-
-class InvalidTransition(ClaimsError):
-    """The request is in a state that does not allow the asked change."""
-
-    code = "invalid_transition"
-
-    def __init__(self, message, *, status):
-        super().__init__(message, status=status)
-        self.status = status

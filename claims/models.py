@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from .lease_tokens import hash_lease_token
@@ -12,6 +13,21 @@ from .lease_tokens import hash_lease_token
 def labelled(name: str, label: str) -> str:
     """How a checked identity and its free-text label are shown everywhere: "user (label)"."""
     return f"{name} ({label})" if label and label != name else name
+
+
+def _live(now: datetime | None = None) -> Q:
+    """The rule for a live lease, as a query: not released and not yet expired."""
+    return Q(released_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class ClaimQuerySet(models.QuerySet["Claim"]):
+    def live(self, now: datetime | None = None) -> "ClaimQuerySet":
+        """Leases held right now."""
+        return self.filter(_live(now))
+
+    def ended(self, now: datetime | None = None) -> "ClaimQuerySet":
+        """Leases released or expired: free to be claimed."""
+        return self.exclude(_live(now))
 
 
 class Claim(models.Model):
@@ -59,7 +75,7 @@ class Claim(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    frozen_reason = models.TextField(blank=True)
+    frozen_reason = models.TextField(max_length=2000, blank=True)
     acquired_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
     released_at = models.DateTimeField(null=True, blank=True)
@@ -67,6 +83,8 @@ class Claim(models.Model):
     previous_agent_id = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ClaimQuerySet.as_manager()
 
     class Meta:
         ordering = ["story", "todolist"]
@@ -82,9 +100,9 @@ class Claim(models.Model):
     def work_item(self):
         return f"{self.story}/{self.todolist}"
 
-    def is_live(self, now=None):
-        now = now or timezone.now()
-        return self.released_at is None and self.expires_at > now
+    def is_live(self, now: datetime | None = None) -> bool:
+        """The rule of ``ClaimQuerySet.live()``, for a claim in hand."""
+        return self.released_at is None and self.expires_at > (now or timezone.now())
 
     def seconds_left(self, now=None):
         """Whole seconds until the lease ends; 0 once it is released or expired."""
@@ -134,6 +152,15 @@ class ClaimWaiter(models.Model):
         return ((now or timezone.now()) - self.joined_at).total_seconds()
 
 
+class Decision(models.TextChoices):
+    """What an approver may decide about a request; the label is what the request then is."""
+
+    APPROVE = "approve", "approved"
+    DENY = "deny", "denied"
+    POSTPONE = "postpone", "postponed"
+    REOPEN = "reopen", "reopened"
+
+
 class ApprovalRequest(models.Model):
     """A question to a human: may this claim, command or release manifest go ahead?"""
 
@@ -162,7 +189,9 @@ class ApprovalRequest(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    text = models.TextField(help_text="What is asked, in words an approver understands.")
+    text = models.TextField(
+        max_length=4000, help_text="What is asked, in words an approver understands."
+    )
     payload = models.JSONField(
         default=dict, blank=True, help_text="Machine-readable detail: the command, the manifest."
     )
@@ -192,7 +221,7 @@ class ApprovalRequest(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_source = models.CharField(max_length=16, choices=DecisionSource.choices, blank=True)
-    decision_note = models.TextField(blank=True)
+    decision_note = models.TextField(max_length=2000, blank=True)
     expires_at = models.DateTimeField(db_index=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)

@@ -6,31 +6,34 @@ functions and nothing else, so a rule lives in exactly one place.
 """
 
 import time
-from datetime import timedelta
-from typing import NamedTuple
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.contrib.auth.models import User
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
+from backoffice.actors import Actor
+from backoffice.errors import DomainError, InvalidInput, InvalidTransition, NotPermitted
+from backoffice.limits import max_length
 from backoffice.timestamps import iso_utc
-from telegram_bridge import notifications
 
-from .errors import (
-    ClaimConflict,
-    Frozen,
-    InvalidInput,
-    InvalidTransition,
-    NotHolder,
-    NotPermitted,
-    StaleFence,
-)
+from . import events
+from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
-from .models import ApprovalRequest, Claim, ClaimWaiter
+from .models import ApprovalRequest, Claim, ClaimWaiter, Decision
+from .representation import approval_data, claim_data
 from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
+T = TypeVar("T")
+
+# What a lease is given to: the checked user, the labels they chose, and for how long.
+Holder = dict[str, Any]
 
 DECIDE_PERMISSION = "claims.decide_approvalrequest"
 ARCHIVE_PERMISSION = "claims.archive_approvalrequest"
@@ -72,18 +75,20 @@ class Decided(NamedTuple):
 # --- Claims ---------------------------------------------------------------------------------
 
 
-def _text(fields, name, value, max_length, *, required=True):
+def _text(
+    fields: dict[str, str], name: str, value: Any, limit: int, *, required: bool = True
+) -> Any:
     value = (value or "").strip() if isinstance(value, str) or value is None else value
     if not isinstance(value, str):
         fields[name] = "must be text"
     elif not value and required:
         fields[name] = "must not be empty"
-    elif len(value) > max_length:
-        fields[name] = f"must be at most {max_length} characters"
+    elif len(value) > limit:
+        fields[name] = f"must be at most {limit} characters"
     return value
 
 
-def _ttl(fields, ttl_seconds, default=None):
+def _ttl(fields: dict[str, str], ttl_seconds: Any, default: int | None = None) -> Any:
     if ttl_seconds is None:
         return default or settings.CLAIM_DEFAULT_TTL
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
@@ -93,7 +98,7 @@ def _ttl(fields, ttl_seconds, default=None):
     return ttl_seconds
 
 
-def _fencing_token(fields, fencing_token):
+def _fencing_token(fields: dict[str, str], fencing_token: Any) -> Any:
     if fencing_token is not None and (
         isinstance(fencing_token, bool) or not isinstance(fencing_token, int) or fencing_token < 0
     ):
@@ -101,71 +106,76 @@ def _fencing_token(fields, fencing_token):
     return fencing_token
 
 
-def _owner(fields, actor):
+def _owner(fields: dict[str, str], actor: Actor) -> User | None:
     """The user a lease or a request belongs to: always one the channel checked."""
-    user = actor.user
-    if user is None or not user.is_authenticated or not user.is_active:
+    user = actor.authenticated_user
+    if user is None or not user.is_active:
         fields["user"] = "a lease is held by an active user; name one"
         return None
     return user
 
 
-def _claim_details(claim, **extra):
-    return {
-        "story": claim.story,
-        "todolist": claim.todolist,
-        "owner": claim.owner,
-        "agent_id": claim.agent_id,
-        "fingerprint": claim.fingerprint,
-        "ttl_seconds": claim.ttl_seconds,
-        "version": claim.version,
-        "fencing_token": claim.fencing_token,
-        "expires_at": iso_utc(claim.expires_at),
-        **extra,
+def _claim_details(claim: Claim, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a claim: its representation, as every channel shows it."""
+    return {**claim_data(claim), **extra}
+
+
+def _new_lease(holder: Holder, now: datetime) -> tuple[str, dict[str, Any]]:
+    """The fields that give a lease to ``holder`` from ``now``, and its new lease token, which
+    only the caller's answer carries."""
+    lease_token, token_hash = new_lease_token()
+    return lease_token, {
+        "lease_token_hash": token_hash,
+        "owner": holder["owner_user"].get_username(),
+        "owner_user": holder["owner_user"],
+        "agent_id": holder["agent_id"],
+        "fingerprint": holder["fingerprint"],
+        "ttl_seconds": holder["ttl_seconds"],
+        "acquired_at": now,
+        "expires_at": now + timedelta(seconds=holder["ttl_seconds"]),
+        "released_at": None,
     }
 
 
-def _hand_over(claim, holder, now):
+def _hand_over(claim: Claim, holder: Holder, now: datetime) -> str:
     """Give ``claim`` to a new holder with a new lease token and the next fencing token.
 
     Returns the lease token, which only the caller's answer carries.
     """
-    lease_token, claim.lease_token_hash = new_lease_token()
+    lease_token, lease = _new_lease(holder, now)
     claim.previous_owner, claim.previous_agent_id = claim.owner, claim.agent_id
-    claim.owner = holder["owner_user"].get_username()
-    claim.owner_user = holder["owner_user"]
-    claim.agent_id = holder["agent_id"]
-    claim.fingerprint = holder["fingerprint"]
-    claim.ttl_seconds = holder["ttl_seconds"]
-    claim.acquired_at = now
-    claim.expires_at = now + timedelta(seconds=holder["ttl_seconds"])
-    claim.released_at = None
+    for name, value in lease.items():
+        setattr(claim, name, value)
     claim.fencing_token += 1
     claim.version += 1
     claim.save()
     return lease_token
 
 
-def _line(claim, now):
+def _line(claim: Claim, now: datetime) -> Any:
     """The waiters still in line for ``claim``, first first; those that stopped polling are not."""
     return ClaimWaiter.objects.filter(claim=claim, seen_until__gt=now).order_by("id")
 
 
 @transaction.atomic
-def _try_claim(story, todolist, holder, lease_token, ticket, actor):
+def _try_claim(
+    story: str,
+    todolist: str,
+    holder: Holder,
+    lease_token: str,
+    ticket: int | None,
+    actor: Actor,
+) -> Granted:
     """One attempt at ``claim()``: grant, refresh or take over, or raise why not."""
     now = timezone.now()
-    current = Claim.objects.select_for_update().filter(story=story, todolist=todolist).first()
-    if current is None:
-        try:
-            with transaction.atomic():
-                current = Claim(story=story, todolist=todolist, version=0)
-                token = _hand_over(current, holder, now)
-        except IntegrityError:
-            current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
-        else:
-            record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
-            return Granted(current, "acquired", token)
+    token, lease = _new_lease(holder, now)
+    current, created = Claim.objects.select_for_update().get_or_create(
+        story=story, todolist=todolist, defaults={**lease, "fencing_token": 1}
+    )
+    if created:
+        record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
+        return Granted(current, "acquired", token)
     if current.frozen:
         raise Frozen(current)
     if current.is_live(now):
@@ -175,6 +185,7 @@ def _try_claim(story, todolist, holder, lease_token, ticket, actor):
             raise NotHolder(f"That lease token does not hold {current.work_item}.")
         _extend(current, holder["ttl_seconds"], now)
         record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimRefreshed(actor, current))
         return Granted(current, "refreshed")
     line = _line(current, now)
     first = line.first()
@@ -187,23 +198,18 @@ def _try_claim(story, todolist, holder, lease_token, ticket, actor):
     token = _hand_over(current, holder, now)
     if was_released:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
         return Granted(current, "acquired", token)
     current.takeovers += 1
     current.save(update_fields=["takeovers"])
-    record(
-        "claim.taken_over",
-        actor=actor,
-        obj=current,
-        details=_claim_details(
-            current,
-            previous_owner=current.previous_owner,
-            previous_agent_id=current.previous_agent_id,
-        ),
+    record("claim.taken_over", actor=actor, obj=current, details=_claim_details(current))
+    events.publish(
+        events.ClaimTakenOver(actor, current, current.previous_owner, current.previous_agent_id)
     )
     return Granted(current, "taken_over", token)
 
 
-def _join_line(story, todolist, holder, now):
+def _join_line(story: str, todolist: str, holder: Holder, now: datetime) -> int:
     """Queue for the work item in its own committed transaction; returns the waiter's id."""
     with transaction.atomic():
         claim = Claim.objects.get(story=story, todolist=todolist)
@@ -216,7 +222,7 @@ def _join_line(story, todolist, holder, now):
         ).pk
 
 
-def _may_be_served(story, todolist, ticket):
+def _may_be_served(story: str, todolist: str, ticket: int) -> bool:
     """A read without locks: is the lease over and this waiter first in line?"""
     now = timezone.now()
     claim = Claim.objects.filter(story=story, todolist=todolist).first()
@@ -232,8 +238,16 @@ def _may_be_served(story, todolist, ticket):
 
 
 def claim(
-    *, story, todolist, agent_id, fingerprint="", ttl_seconds=None, lease_token="", wait=0, actor
-):
+    *,
+    story: str,
+    todolist: str,
+    agent_id: str,
+    fingerprint: str = "",
+    ttl_seconds: int | None = None,
+    lease_token: str = "",
+    wait: float = 0,
+    actor: Actor,
+) -> Granted:
     """Grant the lease on (story, todolist) to ``actor.user``, or refresh it for its holder.
 
     Refreshing needs the lease token handed out with the lease; without it a live lease is a
@@ -243,13 +257,15 @@ def claim(
     Safe under concurrency: the row is locked, and a race to create it is settled by the unique
     constraint.
     """
-    fields = {}
-    story = _text(fields, "story", story, 200)
-    todolist = _text(fields, "todolist", todolist, 200)
+    fields: dict[str, str] = {}
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
     holder = {
         "owner_user": _owner(fields, actor),
-        "agent_id": _text(fields, "agent_id", agent_id, 150),
-        "fingerprint": _text(fields, "fingerprint", fingerprint, 200, required=False),
+        "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
+        "fingerprint": _text(
+            fields, "fingerprint", fingerprint, max_length(Claim, "fingerprint"), required=False
+        ),
         "ttl_seconds": _ttl(fields, ttl_seconds),
     }
     if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
@@ -277,7 +293,9 @@ def claim(
             ClaimWaiter.objects.filter(pk=ticket).delete()
 
 
-def _wait_in_line(story, todolist, holder, ticket, deadline):
+def _wait_in_line(
+    story: str, todolist: str, holder: Holder, ticket: int | None, deadline: float
+) -> int:
     """Join the line (first call), then poll until this waiter may be served or time is up."""
     if ticket is None:
         ticket = _join_line(story, todolist, holder, timezone.now())
@@ -294,14 +312,14 @@ def _wait_in_line(story, todolist, holder, ticket, deadline):
     return ticket
 
 
-def _extend(claim, ttl_seconds, now):
+def _extend(claim: Claim, ttl_seconds: int, now: datetime) -> None:
     claim.ttl_seconds = ttl_seconds
     claim.expires_at = now + timedelta(seconds=ttl_seconds)
     claim.version += 1
     claim.save(update_fields=["ttl_seconds", "expires_at", "version", "updated_at"])
 
 
-def _check_proof(claim, lease_token, fencing_token):
+def _check_proof(claim: Claim, lease_token: str, fencing_token: int | None) -> None:
     """Refuse a caller whose fencing token is stale or whose lease token is not this lease's."""
     if fencing_token is not None and fencing_token != claim.fencing_token:
         raise StaleFence(claim, fencing_token)
@@ -309,7 +327,7 @@ def _check_proof(claim, lease_token, fencing_token):
         raise NotHolder(f"That lease token does not hold {claim.work_item}.")
 
 
-def _audit_refusal(error, actor, *, operation, claim):
+def _audit_refusal(error: DomainError, actor: Actor, *, operation: str, claim: Claim) -> None:
     """Record a refused proof, with the caller's own identity, in a transaction of its own."""
     with transaction.atomic():
         record(
@@ -320,7 +338,14 @@ def _audit_refusal(error, actor, *, operation, claim):
         )
 
 
-def _under_lease(claim_id, lease_token, fencing_token, actor, operation, change):
+def _under_lease(
+    claim_id: object,
+    lease_token: str,
+    fencing_token: int | None,
+    actor: Actor,
+    operation: str,
+    change: Callable[[Claim], T],
+) -> T:
     """Lock the claim, check the caller's proof and apply ``change``; a refusal is audited."""
     try:
         with transaction.atomic():
@@ -332,58 +357,69 @@ def _under_lease(claim_id, lease_token, fencing_token, actor, operation, change)
         raise
 
 
-def _proof_fields(fields, lease_token, fencing_token):
+def _proof_fields(fields: dict[str, str], lease_token: Any, fencing_token: Any) -> None:
     if not isinstance(lease_token, str) or not lease_token.strip():
         fields["lease_token"] = "give the token handed out with the lease"  # noqa: S105
     _fencing_token(fields, fencing_token)
 
 
-def refresh(claim_id, *, lease_token, fencing_token=None, ttl_seconds=None, actor):
+def refresh(
+    claim_id: object,
+    *,
+    lease_token: str,
+    fencing_token: int | None = None,
+    ttl_seconds: int | None = None,
+    actor: Actor,
+) -> Claim:
     """Extend the holder's lease from now; without a TTL it keeps the one it has."""
-    fields = {}
+    fields: dict[str, str] = {}
     ttl_seconds = _ttl(fields, ttl_seconds, default=-1)
     _proof_fields(fields, lease_token, fencing_token)
     if fields:
         raise InvalidInput(fields)
 
-    def extend(claim):
+    def extend(claim: Claim) -> Claim:
         if not claim.is_live():
             raise NotHolder(f"The lease on {claim.work_item} has ended; claim it again.")
         _extend(claim, claim.ttl_seconds if ttl_seconds == -1 else ttl_seconds, timezone.now())
         record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+        events.publish(events.ClaimRefreshed(actor, claim))
         return claim
 
     return _under_lease(claim_id, lease_token, fencing_token, actor, "refresh", extend)
 
 
-def release(claim_id, *, lease_token, fencing_token=None, actor):
+def release(
+    claim_id: object, *, lease_token: str, fencing_token: int | None = None, actor: Actor
+) -> Claim:
     """End the holder's lease. Releasing a lease already released changes nothing."""
-    fields = {}
+    fields: dict[str, str] = {}
     _proof_fields(fields, lease_token, fencing_token)
     if fields:
         raise InvalidInput(fields)
 
-    def end(claim):
+    def end(claim: Claim) -> Claim:
         if claim.released_at is None:
             _end(claim)
             record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+            events.publish(events.ClaimReleased(actor, claim))
         return claim
 
     return _under_lease(claim_id, lease_token, fencing_token, actor, "release", end)
 
 
-def check_fence(*, story, todolist, fencing_token, actor):
+def check_fence(*, story: str, todolist: str, fencing_token: int | None, actor: Actor) -> Claim:
     """Whether ``fencing_token`` is still the live lease's on (story, todolist).
 
     Answers the claim when it is; raises ``StaleFence`` (audited) when the lease was lost.
     """
-    fields = {}
-    story = _text(fields, "story", story, 200)
-    todolist = _text(fields, "todolist", todolist, 200)
+    fields: dict[str, str] = {}
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
     if fencing_token is None:
         fields["fencing_token"] = "give the fencing token to check"  # noqa: S105
     _fencing_token(fields, fencing_token)
-    if fields:
+    if fields or fencing_token is None:
         raise InvalidInput(fields)
     claim = find_claim(story, todolist)
     if claim.fencing_token == fencing_token and claim.is_live():
@@ -393,7 +429,7 @@ def check_fence(*, story, todolist, fencing_token, actor):
     raise stale
 
 
-def _end(claim):
+def _end(claim: Claim) -> None:
     # The token's hash stays, so that its holder may release again without an error; a released
     # lease is never refreshed, and the next grant replaces the hash.
     claim.released_at = timezone.now()
@@ -401,21 +437,21 @@ def _end(claim):
     claim.save(update_fields=["released_at", "version", "updated_at"])
 
 
-def _require(actor, permission, doing):
+def _require(actor: Actor, permission: str, doing: str) -> None:
     if not actor.has_perm(permission):
         raise NotPermitted(f"{actor.name} may not {doing}.")
 
 
-def _reason(reason):
-    fields = {}
-    reason = _text(fields, "reason", reason, 2000)
+def _reason(reason: Any) -> str:
+    fields: dict[str, str] = {}
+    reason = _text(fields, "reason", reason, max_length(Claim, "frozen_reason"))
     if fields:
         raise InvalidInput(fields)
     return reason
 
 
 @transaction.atomic
-def force_release(claim_id, *, actor, reason):
+def force_release(claim_id: object, *, actor: Actor, reason: str) -> Released:
     """Staff end someone else's lease; the audit event names the staff user and why."""
     _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
     reason = _reason(reason)
@@ -426,15 +462,18 @@ def force_release(claim_id, *, actor, reason):
     record(
         "claim.force_released", actor=actor, obj=claim, details=_claim_details(claim, note=reason)
     )
+    events.publish(events.ClaimReleased(actor, claim, forced=True))
     return Released(claim, True)
 
 
 @transaction.atomic
-def take_over(claim_id, *, actor, reason, ttl_seconds=None):
+def take_over(
+    claim_id: object, *, actor: Actor, reason: str, ttl_seconds: int | None = None
+) -> Granted:
     """Staff take a lease for themselves, live or not; returns the grant with its lease token."""
     _require(actor, FORCE_RELEASE_PERMISSION, "take over claims")
     reason = _reason(reason)
-    fields = {}
+    fields: dict[str, str] = {}
     holder = {
         "owner_user": _owner(fields, actor),
         "agent_id": actor.source,
@@ -447,35 +486,31 @@ def take_over(claim_id, *, actor, reason, ttl_seconds=None):
     token = _hand_over(claim, holder, timezone.now())
     claim.takeovers += 1
     claim.save(update_fields=["takeovers"])
-    record(
-        "claim.taken_over",
-        actor=actor,
-        obj=claim,
-        details=_claim_details(
-            claim,
-            previous_owner=claim.previous_owner,
-            previous_agent_id=claim.previous_agent_id,
-            note=reason,
-        ),
+    record("claim.taken_over", actor=actor, obj=claim, details=_claim_details(claim, note=reason))
+    events.publish(
+        events.ClaimTakenOver(actor, claim, claim.previous_owner, claim.previous_agent_id)
     )
     return Granted(claim, "taken_over", token)
 
 
 @transaction.atomic
-def freeze(claim_id, *, actor, reason):
+def freeze(claim_id: object, *, actor: Actor, reason: str) -> Claim:
     """Staff stop anyone claiming the work item until it is unfrozen; a live lease runs on."""
     _require(actor, FORCE_RELEASE_PERMISSION, "freeze claims")
     reason = _reason(reason)
     claim = get_claim(claim_id, lock=True)
-    claim.frozen_at, claim.frozen_by, claim.frozen_reason = timezone.now(), actor.user, reason
+    claim.frozen_at = timezone.now()
+    claim.frozen_by = actor.authenticated_user
+    claim.frozen_reason = reason
     claim.version += 1
     claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
     record("claim.frozen", actor=actor, obj=claim, details=_claim_details(claim, note=reason))
+    events.publish(events.ClaimFrozen(actor, claim))
     return claim
 
 
 @transaction.atomic
-def unfreeze(claim_id, *, actor):
+def unfreeze(claim_id: object, *, actor: Actor) -> Released:
     """Let the work item be claimed again. Unfreezing twice changes nothing."""
     _require(actor, FORCE_RELEASE_PERMISSION, "unfreeze claims")
     claim = get_claim(claim_id, lock=True)
@@ -485,87 +520,83 @@ def unfreeze(claim_id, *, actor):
     claim.version += 1
     claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
     record("claim.unfrozen", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimUnfrozen(actor, claim))
     return Released(claim, True)
 
 
 # --- Approval requests ----------------------------------------------------------------------
 
 
-def _approval_details(approval, **extra):
-    return {"kind": approval.kind, "status": approval.status, **extra}
+def _approval_details(approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a request: its representation, as every channel shows it."""
+    return {**approval_data(approval), **extra}
 
 
 @transaction.atomic
-def request_approval(*, kind, text, actor, agent_id="", claim_id=None, payload=None):
+def request_approval(
+    *,
+    kind: str,
+    text: str,
+    actor: Actor,
+    agent_id: str = "",
+    claim_id: object = None,
+    payload: dict[str, Any] | None = None,
+) -> ApprovalRequest:
     """Ask the approvers a question as ``actor.user``; it expires after ``APPROVAL_EXPIRY``.
 
     ``agent_id`` is a label for the agent asking on the user's behalf.
     """
-    fields = {}
+    fields: dict[str, str] = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
-    text = (text or "").strip() if isinstance(text, str) or text is None else text
-    if not isinstance(text, str):
-        fields["text"] = "must be text"
-    elif not text:
-        fields["text"] = "must not be empty"
-    elif len(text) > 4000:
-        fields["text"] = "must be at most 4000 characters"
+    text = _text(fields, "text", text, max_length(ApprovalRequest, "text"))
     user = _owner(fields, actor)
-    agent_id = _text(fields, "agent_id", agent_id, 150, required=False)
+    agent_id = _text(
+        fields, "agent_id", agent_id, max_length(ApprovalRequest, "agent_id"), required=False
+    )
     if payload is not None and not isinstance(payload, dict):
         fields["payload"] = "must be an object"
-    if fields:
+    if fields or user is None:
         raise InvalidInput(fields)
     linked_claim = None if claim_id is None else get_claim(claim_id)
-    requested_by = user.get_username()
     approval = ApprovalRequest.objects.create(
         kind=kind,
         text=text,
         payload=payload or {},
-        requested_by=requested_by,
+        requested_by=user.get_username(),
         agent_id=agent_id,
         requested_by_user=user,
         claim=linked_claim,
         expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
     )
-    record(
-        "approval.requested",
-        actor=actor,
-        obj=approval,
-        details=_approval_details(
-            approval, text=text, requested_by=requested_by, agent_id=agent_id
-        ),
-    )
-    notifications.approval_requested(approval)
+    record("approval.requested", actor=actor, obj=approval, details=_approval_details(approval))
+    events.publish(events.ApprovalRequested(actor, approval))
     return approval
 
 
-# Which decisions may be taken from which status, and the status a repeat leaves untouched.
+# The status each decision leads to, and the statuses it may be taken from.
 DECISIONS = {
-    "approve": (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
-    "deny": (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
-    "postpone": (Status.POSTPONED, {Status.PENDING}),
-    "reopen": (Status.PENDING, {Status.POSTPONED}),
-}
-DECISION_ACTIONS = {
-    "approve": "approval.approved",
-    "deny": "approval.denied",
-    "postpone": "approval.postponed",
-    "reopen": "approval.reopened",
+    Decision.APPROVE: (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
+    Decision.DENY: (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
+    Decision.POSTPONE: (Status.POSTPONED, {Status.PENDING}),
+    Decision.REOPEN: (Status.PENDING, {Status.POSTPONED}),
 }
 
 
 @transaction.atomic
-def decide(approval_id, decision, *, actor, note=""):
+def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: str = "") -> Decided:
     """Approve, deny, postpone or reopen a request.
 
     Deciding the same way twice changes nothing and writes no second event; a different decision
     on a request already decided raises ``InvalidTransition``. The row is locked, so of two
     concurrent decisions exactly one wins.
     """
-    if decision not in DECISIONS:
-        raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
+    if decision not in Decision.values:
+        raise InvalidInput({"decision": f"must be one of {', '.join(Decision.values)}"})
+    decision = Decision(decision)
+    note_limit = max_length(ApprovalRequest, "decision_note")
+    if len(note) > note_limit:
+        raise InvalidInput({"note": f"must be at most {note_limit} characters"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
@@ -583,17 +614,18 @@ def decide(approval_id, decision, *, actor, note=""):
             status=approval.status,
         )
     if (
-        decision in ("approve", "deny")
+        decision in (Decision.APPROVE, Decision.DENY)
         and settings.APPROVAL_FORBID_SELF_APPROVAL
         and actor.user is not None
         and approval.requested_by_user_id == actor.user.pk
     ):
         raise NotPermitted("You may not decide a request you made yourself.")
     previous = approval.status
+    reopened = decision == Decision.REOPEN
     approval.status = target
-    approval.decided_by = actor.user if decision != "reopen" else None
-    approval.decided_at = now if decision != "reopen" else None
-    approval.decision_source = actor.source if decision != "reopen" else ""
+    approval.decided_by = None if reopened else actor.authenticated_user
+    approval.decided_at = None if reopened else now
+    approval.decision_source = "" if reopened else actor.source
     approval.decision_note = note
     approval.save(
         update_fields=[
@@ -606,12 +638,37 @@ def decide(approval_id, decision, *, actor, note=""):
         ]
     )
     record(
-        DECISION_ACTIONS[decision],
+        f"approval.{decision.label}",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, previous_status=previous, note=note),
+        details=_approval_details(approval, previous_status=previous),
     )
-    notifications.approval_decided(approval)
+    events.publish(events.ApprovalDecided(actor, approval, decision, previous))
+    return Decided(approval, True)
+
+
+@transaction.atomic
+def mark_executed(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
+    """Record that what an approved request asked for was done. Reporting twice changes nothing."""
+    approval = get_approval(approval_id, lock=True)
+    if approval.status == Status.EXECUTED:
+        return Decided(approval, False)
+    if approval.status != Status.APPROVED:
+        raise InvalidTransition(
+            f"Request {approval.short_id} is {approval.status}; only an approved request can be "
+            "executed.",
+            status=approval.status,
+        )
+    approval.status = Status.EXECUTED
+    approval.executed_at = timezone.now()
+    approval.save(update_fields=["status", "executed_at", "updated_at"])
+    record(
+        "approval.executed",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, previous_status=Status.APPROVED),
+    )
+    events.publish(events.ApprovalExecuted(actor, approval))
     return Decided(approval, True)
 
 
@@ -619,7 +676,7 @@ ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
 
 
 @transaction.atomic
-def archive(approval_id, *, actor):
+def archive(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
     """File away a request that is finished with. Archiving twice changes nothing."""
     _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
     approval = get_approval(approval_id, lock=True)
@@ -640,10 +697,11 @@ def archive(approval_id, *, actor):
         obj=approval,
         details=_approval_details(approval, previous_status=previous),
     )
+    events.publish(events.ApprovalArchived(actor, approval, previous))
     return Decided(approval, True)
 
 
-def expire_overdue(*, actor, now=None):
+def expire_overdue(*, actor: Actor, now: datetime | None = None) -> list[ApprovalRequest]:
     """Move every pending or postponed request past its ``expires_at`` to expired.
 
     Each request is its own transaction, so one failure does not hold back the rest; returns the
@@ -673,5 +731,6 @@ def expire_overdue(*, actor, now=None):
                 obj=approval,
                 details=_approval_details(approval, previous_status=previous),
             )
+            events.publish(events.ApprovalExpired(actor, approval, previous))
             expired.append(approval)
     return expired

@@ -4,7 +4,7 @@
 time must not stay actionable.
 """
 
-from audit.actors import system_actor
+from backoffice.actors import system_actor
 
 from . import services
 

@@ -4,3 +4,18 @@ from django.apps import AppConfig
 class TelegramBridgeConfig(AppConfig):
     name = "telegram_bridge"
     verbose_name = "Telegram bridge"
+
+    def ready(self) -> None:
+        from claims import events
+
+        from . import notifications
+
+        # The approver chat hears of every new request, and its message follows every change.
+        events.subscribe(events.ApprovalRequested, notifications.approval_requested)
+        for changed in (
+            events.ApprovalDecided,
+            events.ApprovalExpired,
+            events.ApprovalExecuted,
+            events.ApprovalArchived,
+        ):
+            events.subscribe(changed, notifications.approval_changed)

@@ -14,21 +14,23 @@ from dataclasses import dataclass
 from functools import cached_property
 from html import escape
 
+from django.contrib.auth.models import User
 from django.utils.text import Truncator
 
-from audit.actors import Actor, Source
 from audit.services import record
+from backoffice.actors import Actor, Source
+from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
-from claims.errors import ClaimsError, InvalidInput
+from claims.models import Decision
 
 from . import outbox
-from .models import InboundUpdate, OutboundMessage, TelegramAccount
+from .models import InboundUpdate, TelegramAccount
 
 Status = InboundUpdate.Status
 
 BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
-DECIDING_COMMANDS = {"approve": "approve", "deny": "deny"}
-DONE = {"approve": "Approved", "deny": "Denied"}
+# The decisions a button or a text command may take.
+DECIDING = (Decision.APPROVE, Decision.DENY)
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
 # The most of what a user typed that a reply repeats.
@@ -56,7 +58,7 @@ class Sender:
 
     telegram_id: int
     username: str
-    user: object = None
+    user: User | None = None
 
     @classmethod
     def from_update(cls, from_user):
@@ -123,7 +125,7 @@ def on_button(query):
 def _info(hex_id):
     try:
         approval = selectors.get_approval(hex_id)
-    except ClaimsError as error:
+    except DomainError as error:
         return explain(error)
     lines = [
         f"{approval.get_kind_display()} {approval.short_id}: {approval.get_status_display()}",
@@ -163,8 +165,8 @@ def on_message(message):
         return Status.IGNORED
     command, *arguments = text.split()
     command = command[1:].split("@", 1)[0].lower()
-    if command in DECIDING_COMMANDS:
-        reply = _decide_by_prefix(sender, DECIDING_COMMANDS[command], arguments, chat_id)
+    if command in DECIDING:
+        reply = _decide_by_prefix(sender, Decision(command), arguments, chat_id)
     elif command == "status":
         reply = _status(sender, chat_id)
     elif command in ("help", "start"):
@@ -195,7 +197,7 @@ def _decide_by_prefix(sender, decision, arguments, chat_id):
     try:
         approval = selectors.find_approval_by_prefix(arguments[0])
         return escape(_decided(sender, decision, approval), quote=False)
-    except ClaimsError as error:
+    except DomainError as error:
         return escape(explain(error), quote=False)
 
 
@@ -223,16 +225,16 @@ def _decide(sender, decision, hex_id, chat_id):
         return _refuse(sender, f"{decision} {hex_id[:8]}", chat_id, approval_id=hex_id)
     try:
         return _decided(sender, decision, selectors.get_approval(hex_id))
-    except ClaimsError as error:
+    except DomainError as error:
         return explain(error)
 
 
 def _decided(sender, decision, approval):
     result = services.decide(approval.pk, decision, actor=sender.actor)
-    done = DONE[decision]
+    done = Decision(decision).label
     if not result.changed:
-        return f"Request {approval.short_id} was already {done.lower()}."
-    return f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+        return f"Request {approval.short_id} was already {done}."
+    return f"{done.capitalize()} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):
@@ -271,7 +273,7 @@ def _echo(typed):
 
 def _answered(dedupe_key):
     """Whether this update's answer is already queued: the update was handled before."""
-    return OutboundMessage.objects.filter(dedupe_key=dedupe_key).exists()
+    return outbox.exists(dedupe_key)
 
 
 def _chat_id(message):

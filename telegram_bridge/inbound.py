@@ -16,21 +16,20 @@ import logging
 import math
 import os
 import re
-from contextlib import nullcontext
 from datetime import timedelta
 from functools import lru_cache, partial
 from typing import NamedTuple
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from audit.actors import Actor
 from audit.services import record
+from backoffice.actors import Actor
+from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from backoffice.redaction import redact
-from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 
 from . import handlers
 from .models import InboundUpdate
@@ -111,27 +110,19 @@ def store(update, *, dispatch=True):
 
 def _insert(update_id, payload, status, error=""):
     """Create the row once; an ``update_id`` already stored returns the existing row."""
-    # One INSERT commits by itself, which keeps the webhook to a single round trip; inside a
-    # caller's transaction a savepoint keeps a failure from spoiling the rest of it.
-    in_transaction = transaction.get_connection().in_atomic_block
     settled = status != Status.RECEIVED
-    try:
-        with transaction.atomic() if in_transaction else nullcontext():
-            row = InboundUpdate.objects.create(
-                update_id=update_id,
-                payload=payload,
-                status=status,
-                error=error[:ERROR_LIMIT],
-                processed_at=timezone.now() if settled else None,
-            )
-    except IntegrityError:
-        existing = InboundUpdate.objects.filter(update_id=update_id).first()
-        if existing is None:
-            raise InvalidInput({"update": "cannot be stored"}) from None
-        return Stored(existing, False)
-    if status == Status.FAILED:
+    row, created = InboundUpdate.objects.get_or_create(
+        update_id=update_id,
+        defaults={
+            "payload": payload,
+            "status": status,
+            "error": error[:ERROR_LIMIT],
+            "processed_at": timezone.now() if settled else None,
+        },
+    )
+    if created and status == Status.FAILED:
         logger.warning("Quarantined update %s: %s", update_id, error)
-    return Stored(row, True)
+    return Stored(row, created)
 
 
 def problems(update) -> str:
@@ -146,9 +137,9 @@ def problems(update) -> str:
         name = ".".join(path)
         if isinstance(value, bool) or not isinstance(value, kind):
             found.append(f"{name} must be {'a string' if kind is str else 'a whole number'}")
-        elif kind is int and not -MAX_UPDATE_ID - 1 <= value <= MAX_UPDATE_ID:
+        elif isinstance(value, int) and not -MAX_UPDATE_ID - 1 <= value <= MAX_UPDATE_ID:
             found.append(f"{name} is out of range")
-        elif kind is str and len(value) > limit:
+        elif isinstance(value, str) and limit is not None and len(value) > limit:
             found.append(f"{name} is longer than {limit} characters")
         elif kind is str and not _is_unicode(value):
             found.append(f"{name} is not valid Unicode text")

@@ -1,12 +1,15 @@
-"""Telling the approver chat about approval requests, and keeping that message up to date.
+"""Telling the approver chat about approval requests, and keeping that message true.
 
-``approval_requested`` and ``approval_decided`` are called by ``claims.services`` inside the
-service's transaction, so a message is queued exactly when the change it describes commits. Both
-are no-ops unless ``TELEGRAM_APPROVER_CHAT_ID`` is set.
+These are subscribers of ``claims.events`` (registered in ``apps.py``): they run inside the
+transaction of the change, so a message is queued exactly when the change it describes commits.
+A new request is posted to ``TELEGRAM_APPROVER_CHAT_ID`` (nothing is posted while it is unset);
+every later change to it, from any channel (admin, API, CLI, Telegram, a schedule), brings that one
+message up to date in the chat it was posted to, whatever the settings of the process that made
+the change.
 
 One Telegram message per request: it is posted with Approve / Deny / Info buttons and then edited to
 show the current state. The edit needs the Telegram id of the posted message, which only exists
-once the outbox has sent it, so ``approval_decided`` looks at the outbox row of the original:
+once the outbox has sent it, so ``approval_changed`` looks at the outbox row of the original:
 
 - sent: queue an ``editMessageText`` of that message;
 - not sent yet (queued, failed, dead): rewrite the waiting message itself, so whoever sees it first
@@ -14,8 +17,9 @@ once the outbox has sent it, so ``approval_decided`` looks at the outbox row of 
 - being sent right now: look again a little later (``tasks.refresh_approval_message``).
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import escape
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -24,6 +28,7 @@ from django.utils.text import Truncator
 from django_q.models import Schedule
 from django_q.tasks import schedule
 
+from claims import events
 from claims.models import ApprovalRequest
 
 from . import outbox
@@ -36,7 +41,7 @@ TEXT_LIMIT = 3000
 # How long to wait before looking again at an original message that was being sent.
 REFRESH_DELAY = timedelta(seconds=10)
 
-STATE_LINES = {
+STATE_LINES: dict[str, str] = {
     Status.APPROVED: "✅ Approved",
     Status.DENIED: "❌ Denied",
     Status.POSTPONED: "⏸ Postponed",
@@ -46,40 +51,39 @@ STATE_LINES = {
 }
 
 
-def requested_key(approval):
+def requested_key(approval: ApprovalRequest) -> str:
     """The outbox dedupe key of the message that announces ``approval``."""
     return f"approval:{approval.pk.hex}:requested"
 
 
-def approval_requested(approval):
-    """Queue the message asking the approver chat to decide ``approval``."""
+def approval_requested(event: events.ApprovalRequested) -> None:
+    """Queue the message asking the approver chat to decide the new request."""
     chat_id = settings.TELEGRAM_APPROVER_CHAT_ID
     if not chat_id:
-        return None
-    return outbox.enqueue(
+        return
+    outbox.enqueue(
         method="sendMessage",
         chat_id=chat_id,
-        payload=render(approval),
-        dedupe_key=requested_key(approval),
+        payload=render(event.approval),
+        dedupe_key=requested_key(event.approval),
     )
 
 
-def approval_decided(approval):
-    """Make the approver chat's message about ``approval`` show its current state."""
-    if not settings.TELEGRAM_APPROVER_CHAT_ID:
-        return None
-    original = (
-        OutboundMessage.objects.select_for_update()
-        .filter(dedupe_key=requested_key(approval))
-        .first()
-    )
+def approval_changed(event: events.ApprovalEvent) -> None:
+    """Make the approver chat's message about the request show its new state."""
+    show_current_state(event.approval)
+
+
+def show_current_state(approval: ApprovalRequest) -> None:
+    """Bring the message about ``approval`` in line with it (see the module docstring)."""
+    original = outbox.find(requested_key(approval), lock=True)
     if original is None:
-        return None
+        return
     if original.status == OutboundMessage.Status.SENT:
         if original.telegram_message_id is None:
-            return None
+            return
         stamp = int(approval.updated_at.timestamp() * 1_000_000)
-        return outbox.enqueue(
+        outbox.enqueue(
             method="editMessageText",
             chat_id=original.chat_id,
             payload={"message_id": original.telegram_message_id, **render(approval)},
@@ -87,28 +91,26 @@ def approval_decided(approval):
             # (postponed, reopened, postponed again), so the key carries when it got there.
             dedupe_key=f"approval:{approval.pk.hex}:{approval.status}:{stamp}",
         )
-    if original.status == OutboundMessage.Status.SENDING:
+    elif original.status == OutboundMessage.Status.SENDING:
         schedule(
             "telegram_bridge.tasks.refresh_approval_message",
             str(approval.pk),
             schedule_type=Schedule.ONCE,
             next_run=timezone.now() + REFRESH_DELAY,
         )
-        return None
-    original.payload = {"chat_id": original.chat_id, **render(approval)}
-    original.save(update_fields=["payload", "updated_at"])
-    return original
+    else:
+        outbox.rewrite(original, render(approval))
 
 
-def refresh_approval_message(approval_id):
-    """Bring the approver chat's message in line with the request (see the module docstring)."""
+def refresh_approval_message(approval_id: str) -> None:
+    """Look again at a message that was being sent when its request changed."""
     with transaction.atomic():
         approval = ApprovalRequest.objects.filter(pk=approval_id).first()
         if approval is not None:
-            approval_decided(approval)
+            show_current_state(approval)
 
 
-def render(approval):
+def render(approval: ApprovalRequest) -> dict[str, Any]:
     """The text (HTML) and the buttons of the message about ``approval`` in its current state."""
     lines = [
         f"<b>Approval request</b> · {escape(approval.get_kind_display())}",
@@ -123,19 +125,23 @@ def render(approval):
     state = state_line(approval)
     if state:
         lines += ["", state]
-    message = {"text": "\n".join(lines), "parse_mode": "HTML"}
+    message: dict[str, Any] = {"text": "\n".join(lines), "parse_mode": "HTML"}
     if approval.status in ApprovalRequest.AWAITING_DECISION:
         message["reply_markup"] = keyboard(approval)
     return message
 
 
-def state_line(approval):
+def state_line(approval: ApprovalRequest) -> str:
     """``✅ Approved by alice (telegram) at …`` for a request that is no longer plainly pending."""
     line = STATE_LINES.get(approval.status)
     if line is None:
         return ""
     if approval.status == Status.EXPIRED:
         return f"{line} at {_when(approval.expires_at)}"
+    if approval.status == Status.EXECUTED:
+        return f"{line} at {_when(approval.executed_at)}"
+    if approval.status == Status.ARCHIVED:
+        return f"{line} at {_when(approval.archived_at)}"
     if approval.decided_by is not None:
         who = escape(approval.decided_by.get_username(), quote=False)
         source = f" ({approval.decision_source})" if approval.decision_source else ""
@@ -143,7 +149,7 @@ def state_line(approval):
     return line
 
 
-def keyboard(approval):
+def keyboard(approval: ApprovalRequest) -> dict[str, Any]:
     hex_id = approval.pk.hex
     return {
         "inline_keyboard": [
@@ -156,5 +162,5 @@ def keyboard(approval):
     }
 
 
-def _when(moment):
+def _when(moment: datetime | None) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M} {settings.TIME_ZONE}" if moment else "—"

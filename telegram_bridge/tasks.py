@@ -6,40 +6,40 @@ down, and recovers rows a dead worker left ``sending``), ``auto_requeue`` every 
 ``drain_backlog`` is queued by a drain whose time ran out with messages still waiting.
 ``process_update`` is queued by the webhook and the poller after commit; ``process_stale_updates``
 is meant for a schedule every minute (updates whose task was lost); ``refresh_approval_message``
-is scheduled once by ``notifications`` when a decision races the sending of its message.
+is scheduled once by ``notifications`` when a change races the sending of its message.
 """
 
 from django.conf import settings
 
-from . import inbound, notifications, outbox
+from . import dead_letters, delivery, inbound, notifications
 
 
 def deliver(message_id):
-    """Send one outbound message (retries and dead letters: ``outbox.deliver``).
+    """Send one outbound message (retries and dead letters: ``delivery.deliver``).
 
     Then help with any backlog for up to ``OUTBOX_TASK_DRAIN_SECONDS``: after a burst, one task
     per message could not keep up with the rate limit, while the bulk drain does; the tasks
     whose message went out in someone's drain find nothing left to do.
     """
-    outbox.deliver(message_id)
+    delivery.deliver(message_id)
     drain_backlog()
 
 
 def drain_backlog():
     """Drain for up to ``OUTBOX_TASK_DRAIN_SECONDS``; queued again while a backlog remains when
-    time runs out (``outbox.drain``'s ``hand_on``)."""
-    return outbox.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS, hand_on=True)
+    time runs out (``delivery.drain``'s ``hand_on``)."""
+    return delivery.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS, hand_on=True)
 
 
 def sweep():
     """Recover stale ``sending`` rows, then deliver every due message; returns the counts."""
-    recovered = outbox.recover_stale()
-    return {"recovered": recovered, **outbox.drain()}
+    recovered = delivery.recover_stale()
+    return {"recovered": recovered, **delivery.drain()}
 
 
 def auto_requeue():
     """Give one batch of recently dead messages another round; returns how many."""
-    return len(outbox.auto_requeue())
+    return len(dead_letters.auto_requeue())
 
 
 def process_update(update_pk):

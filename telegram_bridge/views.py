@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
-from claims.errors import InvalidInput
+from backoffice.errors import InvalidInput
 
 from . import inbound
 

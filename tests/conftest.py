@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import override_settings
 from model_bakery import baker
 
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 
 
 def pytest_configure(config):

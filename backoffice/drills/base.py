@@ -63,8 +63,15 @@ class DrillRun:
     timeout: float
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))
     report: list[str] = field(default_factory=list)
-    fake: FakeTelegramServer | None = None
+    fake_server: FakeTelegramServer | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def fake(self) -> FakeTelegramServer:
+        """The run's fake Telegram; every drill runs inside ``fake_telegram``, which starts it."""
+        if self.fake_server is None:
+            raise DrillFailed("the drill's fake Telegram is not running")
+        return self.fake_server
 
     @property
     def first_chat(self) -> int:
@@ -90,7 +97,7 @@ class DrillRun:
                 return result
             for process in self.processes:
                 if process.poll() is not None:
-                    raise DrillFailed(f"a process the drill started exited ({process.args[-1]})")
+                    raise DrillFailed(f"a process the drill started exited (pid {process.pid})")
             if time.monotonic() > deadline:
                 raise DrillFailed(f"timed out after {self.timeout:.0f}s waiting for {what}")
             time.sleep(0.1)
@@ -113,8 +120,10 @@ class DrillRun:
     @staticmethod
     def statuses(messages: list[OutboundMessage]) -> dict[str, int]:
         found: dict[str, int] = {}
-        for status in OutboundMessage.objects.filter(pk__in=[m.pk for m in messages]).values_list(
-            "status", flat=True
+        for status in (
+            outbox.messages()
+            .filter(pk__in=[m.pk for m in messages])
+            .values_list("status", flat=True)
         ):
             found[status] = found.get(status, 0) + 1
         return found
@@ -187,7 +196,7 @@ FAST = {
 @contextmanager
 def drill_environment(run: DrillRun) -> Iterator[DrillRun]:
     """A fake Telegram, and a queue and rate-limiter keys of the run's own; all undone after."""
-    run.fake = FakeTelegramServer(token=settings.TELEGRAM_BOT_TOKEN or None).start()
+    run.fake_server = FakeTelegramServer(token=settings.TELEGRAM_BOT_TOKEN or None).start()
     overrides = override_settings(
         TELEGRAM_API_BASE_URL=run.fake.base_url,
         TELEGRAM_BOT_TOKEN=run.fake.token,

@@ -11,7 +11,7 @@ from django.db import connections
 from django.test.utils import override_settings
 
 from audit.models import AuditEvent
-from telegram_bridge import inbound
+from telegram_bridge import inbound, outbox
 from telegram_bridge.client import get_client
 from telegram_bridge.models import InboundUpdate, OutboundMessage
 from telegram_bridge.polling import Poller
@@ -139,9 +139,7 @@ def process_received(update_ids: list[int]) -> None:
 
 def answers_delivered(run: DrillRun, chats: range) -> None:
     """Deliver the bot's answers, as the workers do, until none waits."""
-    queued = OutboundMessage.objects.filter(chat_id__in=chats).exclude(
-        status=OutboundMessage.Status.SENT
-    )
+    queued = outbox.messages().filter(chat_id__in=chats).exclude(status=OutboundMessage.Status.SENT)
     drain_until(run, "the answers to go out", lambda: not queued.exists())
 
 
@@ -214,7 +212,7 @@ def poison_update(run: DrillRun) -> None:
         run.check(poison[row.update_id] in row.error, f"update {row.update_id}: {row.error}")
     poison_chats = [chat for leg in legs for chat in leg.poison_chats]
     run.check(
-        not OutboundMessage.objects.filter(chat_id__in=poison_chats).exists(),
+        not outbox.messages().filter(chat_id__in=poison_chats).exists(),
         "a quarantined update was answered",
     )
     run.step(

@@ -2,8 +2,8 @@
 
 from django.contrib.auth import get_user_model
 
-from audit.actors import Actor, Source
-from telegram_bridge import outbox
+from backoffice.actors import Actor, Source
+from telegram_bridge import dead_letters, delivery, outbox
 
 from .base import DrillRun, Status, drill
 
@@ -14,7 +14,7 @@ def drain_until(run: DrillRun, what: str, condition) -> None:
     """Deliver due messages, as the scheduled sweep does, until ``condition`` holds."""
 
     def drained():
-        outbox.drain(seconds=2)
+        delivery.drain(seconds=2)
         return condition()
 
     run.wait_for(what, drained)
@@ -48,7 +48,7 @@ def telegram_outage(run: DrillRun) -> None:
     run.step(f"all died after OUTBOX_MAX_ATTEMPTS={settings.OUTBOX_MAX_ATTEMPTS} tries each")
     run.fake.control.reset()
     run.step("Telegram back; runbook: requeue the dead letters (outbox requeue --all-dead)")
-    report = outbox.requeue_many([m.pk for m in messages], actor=staff_actor(run))
+    report = dead_letters.requeue_many([m.pk for m in messages], actor=staff_actor(run))
     run.check(len(report.requeued) == MESSAGES, f"requeue: {report}")
     drain_until(
         run,
@@ -79,26 +79,26 @@ def rate_limit_storm(run: DrillRun) -> None:
     "A chat blocks the bot (403): its messages die at once; the cause is found from the dead "
     "letters' status code, fixed, and the messages requeued.",
 )
-def dead_letters(run: DrillRun) -> None:
+def dead_letters_pile_up(run: DrillRun) -> None:
     messages = run.enqueue(MESSAGES, "blocked")
     for message in messages:
         run.fake.control.block_chat(message.chat_id)
     run.step(f"{MESSAGES} chats blocked the bot")
     drain_until(run, "the dead letters", run.all_are(messages, Status.DEAD))
     codes = set(
-        outbox.OutboundMessage.objects.filter(pk__in=[m.pk for m in messages]).values_list(
-            "last_status_code", flat=True
-        )
+        outbox.messages()
+        .filter(pk__in=[m.pk for m in messages])
+        .values_list("last_status_code", flat=True)
     )
     run.check(codes == {403}, f"dead letters carry {codes}, not 403")
-    candidates = set(outbox.requeue_candidates().values_list("pk", flat=True))
+    candidates = set(dead_letters.requeue_candidates().values_list("pk", flat=True))
     run.check(
         not candidates & {m.pk for m in messages},
         "the automatic requeue would retry a refusal",
     )
     run.step("runbook: dead letters list 403 'bot was blocked'; auto requeue leaves them alone")
     run.fake.control.reset()
-    report = outbox.requeue_many([m.pk for m in messages], actor=staff_actor(run))
+    report = dead_letters.requeue_many([m.pk for m in messages], actor=staff_actor(run))
     run.check(len(report.requeued) == MESSAGES, f"requeue: {report}")
     run.step("chats unblocked the bot; the dead letters requeued")
     drain_until(run, "the requeued messages", run.all_are(messages, Status.SENT))
@@ -123,9 +123,9 @@ def token_leak(run: DrillRun) -> None:
     run.step("BotFather revoked the leaked token; the workers still hold it")
     drain_until(run, "the refusals", run.all_are(messages, Status.DEAD))
     errors = list(
-        outbox.OutboundMessage.objects.filter(pk__in=[m.pk for m in messages]).values_list(
-            "last_error", flat=True
-        )
+        outbox.messages()
+        .filter(pk__in=[m.pk for m in messages])
+        .values_list("last_error", flat=True)
     )
     run.check(all(leaked not in error for error in errors), "a stored error holds the token")
     run.check(all(REDACTED in error or "Unauthorized" in error for error in errors), errors[0])
@@ -133,6 +133,6 @@ def token_leak(run: DrillRun) -> None:
         run.step(
             "runbook: TELEGRAM_BOT_TOKEN set to the new token everywhere; dead letters requeued"
         )
-        outbox.requeue_many([m.pk for m in messages], actor=staff_actor(run))
+        dead_letters.requeue_many([m.pk for m in messages], actor=staff_actor(run))
         drain_until(run, "the requeued messages", run.all_are(messages, Status.SENT))
     run.check_all_sent_once(messages)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from telegram_bridge.models import OutboundMessage
+from telegram_bridge import outbox
 
 from .base import DrillRun, Status, drill
 
@@ -23,7 +23,7 @@ def worker_down(run: DrillRun) -> None:
     messages = run.enqueue(MESSAGES, "no-worker")
     stuck = messages[0]
     # A worker that died holding this row: "sending" since long before OUTBOX_SENDING_LEASE.
-    OutboundMessage.objects.filter(pk=stuck.pk).update(
+    outbox.messages().filter(pk=stuck.pk).update(
         status=Status.SENDING, updated_at=timezone.now() - timedelta(hours=1)
     )
     run.check(

@@ -63,7 +63,7 @@ class FakeTelegramServer:
             timeout=webhook_timeout,
         )
         self._httpd = None
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self):
@@ -89,7 +89,7 @@ class FakeTelegramServer:
 
     def stop(self):
         self.state.stop()
-        if self._httpd is not None:
+        if self._httpd is not None and self._thread is not None:
             self._httpd.shutdown()
             self._httpd.close_connections()
             self._httpd.server_close()
@@ -107,6 +107,8 @@ class FakeTelegramServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    state: FakeState
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
@@ -139,6 +141,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+
     protocol_version = "HTTP/1.1"
     server_version = "FakeTelegramBotAPI/1.0"
     # Idle keep-alive connections are closed after this many seconds.
@@ -202,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body, whole (``Content-Length``) or chunked (``Transfer-Encoding``)."""
         if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:

@@ -2,8 +2,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 
@@ -48,7 +48,7 @@ def test_staff_approves_a_request_with_the_button_on_its_page(
     assert approval.decided_by == staff_approver
     event = AuditEvent.objects.get(action="approval.approved", object_id=str(approval.pk))
     assert (event.actor, event.source) == (staff_approver, Source.ADMIN)
-    assert event.details["note"] == "Checked the migration plan"
+    assert event.details["decision_note"] == "Checked the migration plan"
     # Once approved, the page offers no second Approve button.
     assert browser_page.locator("button[name=step][value=approve]").count() == 0
 

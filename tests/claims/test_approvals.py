@@ -4,10 +4,10 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from claims import services, tasks
-from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from claims.models import ApprovalRequest
 
 pytestmark = pytest.mark.django_db
@@ -84,7 +84,7 @@ def test_approval_is_audited_with_the_approver(make_approval, approver, approver
     event = AuditEvent.objects.get(object_id=str(approval.pk))
     assert (event.action, event.actor, event.source) == ("approval.approved", approver, "admin")
     assert event.details["previous_status"] == "pending"
-    assert event.details["note"] == "Go ahead"
+    assert event.details["decision_note"] == "Go ahead"
 
 
 def test_repeating_a_decision_writes_no_second_event(make_approval, approver_actor):

@@ -4,18 +4,11 @@ import pytest
 from django.utils import timezone
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput, NotFound, NotPermitted
 from claims import services
-from claims.errors import (
-    ClaimConflict,
-    Frozen,
-    InvalidInput,
-    NotFound,
-    NotHolder,
-    NotPermitted,
-    StaleFence,
-)
+from claims.errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from claims.lease_tokens import hash_lease_token
 from claims.models import Claim
 

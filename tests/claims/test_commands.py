@@ -78,11 +78,12 @@ def test_claim_commands_print_json_and_exit_with_the_outcome(people):
     granted = manage("claim", "checkout", "payment-form", *holder, "--ttl", "120")
     assert granted.code == 0, granted.stderr
     assert granted.json["outcome"] == "acquired"
-    assert granted.json["holder"] == {
+    shown = {key: granted.json[key] for key in ("owner", "agent_id", "fingerprint", "holder")}
+    assert shown == {
         "owner": "maria",
         "agent_id": "builder-7",
         "fingerprint": "fp-7",
-        "shown_as": "maria (builder-7)",
+        "holder": "maria (builder-7)",
     }
     assert granted.json["fencing_token"] == 1
     assert granted.json["expires_at"].endswith("Z")
@@ -146,7 +147,7 @@ def test_claim_commands_print_json_and_exit_with_the_outcome(people):
 def test_the_configured_service_user_claims_without_user(people):
     run = manage("claim", "ci", "deploy", "--agent-id", "job-1", env={"CLI_SERVICE_USER": "ci"})
     assert run.code == 0, run.stderr
-    assert run.json["holder"]["shown_as"] == "ci (job-1)"
+    assert run.json["holder"] == "ci (job-1)"
 
 
 @pytest.mark.parametrize(
@@ -234,7 +235,7 @@ def test_approvals_commands_request_list_decide_and_archive(approver, make_appro
     assert (archived.code, archived.json["status"]) == (0, "archived")
 
     event = AuditEvent.objects.get(action="approval.approved")
-    assert (event.actor, event.source, event.details["note"]) == (approver, "cli", "go")
+    assert (event.actor, event.source, event.details["decision_note"]) == (approver, "cli", "go")
     assert AuditEvent.objects.filter(object_id=full_id).count() == 3
 
 

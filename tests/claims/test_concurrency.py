@@ -6,10 +6,11 @@ import pytest
 from django.db import connection
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidTransition
 from claims import services
-from claims.errors import ClaimConflict, InvalidTransition
+from claims.errors import ClaimConflict
 from claims.models import Claim
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

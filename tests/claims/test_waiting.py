@@ -12,7 +12,7 @@ from model_bakery import baker
 from rest_framework.test import APIClient
 
 from api.tokens import create_token
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.errors import ClaimConflict
 from claims.models import Claim, ClaimWaiter

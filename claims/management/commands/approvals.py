@@ -1,15 +1,14 @@
 import json
 import sys
 
+from backoffice.cli import JsonCommand
+from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
-from claims.cli import ClaimsCommand, add_user_argument, approval_as_dict
-from claims.errors import ClaimsError, InvalidInput
-from claims.models import ApprovalRequest
-
-DECISIONS = ["approve", "deny", "postpone", "reopen"]
+from claims.cli import add_user_argument, approval_as_dict
+from claims.models import ApprovalRequest, Decision
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = "List, request, decide and archive approval requests."
 
     def add_arguments(self, parser):
@@ -21,7 +20,7 @@ class Command(ClaimsCommand):
         listing.add_argument("--limit", type=int, default=100, help="At most this many (100).")
         listing.add_argument("--json", action="store_true", help="One JSON array on stdout.")
 
-        for decision in DECISIONS:
+        for decision in Decision.values:
             deciding = actions.add_parser(decision, help=f"{decision.capitalize()} a request.")
             deciding.add_argument("id", help="The request id or at least 6 hex digits of it.")
             deciding.add_argument("--user", required=True, help="The approver's username.")
@@ -125,7 +124,7 @@ class Command(ClaimsCommand):
             decision = "approve" if answer == "a" else "deny"
             try:
                 decided = services.decide(approval.pk, decision, actor=actor, note=note or "")
-            except ClaimsError as error:
+            except DomainError as error:
                 self.stdout.write(self.style.ERROR(f"Not decided: {error}"))
                 continue
             self.stdout.write(self.style.SUCCESS(f"{approval.short_id} {decided.approval.status}."))

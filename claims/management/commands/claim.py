@@ -1,15 +1,15 @@
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from claims import services
 from claims.cli import (
-    ClaimsCommand,
     add_lease_arguments,
     add_user_argument,
     claim_as_dict,
     lease_token,
 )
-from claims.errors import InvalidInput
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Claim the lease on STORY TODOLIST (prints the lease token, once), or refresh it with "
         "--lease-token. Exit 3 if someone else holds a live lease or it is frozen. "

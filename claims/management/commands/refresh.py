@@ -1,6 +1,6 @@
+from backoffice.cli import JsonCommand
 from claims import services
 from claims.cli import (
-    ClaimsCommand,
     add_lease_arguments,
     add_user_argument,
     claim_as_dict,
@@ -8,7 +8,7 @@ from claims.cli import (
 )
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Extend your lease on claim ID from now (keeping its TTL unless --ttl). "
         "Exit 4 without the right lease token, 3 if --fencing-token is stale."

@@ -1,22 +1,23 @@
 import sys
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import record
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from claims import services
-from claims.cli import ClaimsCommand
-from claims.errors import InvalidInput
 from claims.models import ApprovalRequest, Claim
-from telegram_bridge.models import TelegramAccount
+from telegram_bridge import accounts
 
 Status = ApprovalRequest.Status
 
 # The demo approver's Telegram identity, so button presses on the fake Bot API decide requests.
-DEMO_TELEGRAM_USER = {"id": 1001, "username": "ada_approver"}
+DEMO_TELEGRAM_USER_ID = 1001
+DEMO_TELEGRAM_USERNAME = "ada_approver"
 
 # (story, todolist, owner, agent id, what becomes of the lease)
 CLAIMS = [
@@ -28,7 +29,7 @@ CLAIMS = [
 ]
 
 # (kind, requested by, text, payload, what becomes of the request, decision note)
-APPROVALS = [
+APPROVALS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     (
         "command",
         "deploy-bot",
@@ -107,7 +108,7 @@ APPROVALS = [
 ]
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Load a small, realistic demo set: claims in every state, approval requests in every "
         "status and an 'approver' staff user linked to Telegram user 1001. Running it again adds "
@@ -183,10 +184,7 @@ class Command(ClaimsCommand):
                 approver.set_unusable_password()
             approver.save()
         approver.groups.add(Group.objects.get(name="Approvers"))
-        TelegramAccount.objects.get_or_create(
-            telegram_user_id=DEMO_TELEGRAM_USER["id"],
-            defaults={"user": approver, "telegram_username": DEMO_TELEGRAM_USER["username"]},
-        )
+        accounts.link(approver, DEMO_TELEGRAM_USER_ID, DEMO_TELEGRAM_USERNAME)
         users = ["approver"]
         if admin_password:
             admin, _ = User._default_manager.get_or_create(username="admin")
@@ -281,14 +279,6 @@ class Command(ClaimsCommand):
             services.decide(approval.pk, decision, actor=decider, note=note)
         if status == Status.EXECUTED:
             # Execution is reported by whoever ran the command; the demo plays that part.
-            ApprovalRequest.objects.filter(pk=approval.pk).update(
-                status=Status.EXECUTED, executed_at=timezone.now()
-            )
-            record(
-                "approval.executed",
-                actor=self.actor(user=approval.requested_by_user),
-                obj=approval,
-                details={"kind": approval.kind, "status": Status.EXECUTED},
-            )
+            services.mark_executed(approval.pk, actor=self.actor(user=approval.requested_by_user))
         if status == Status.ARCHIVED:
             services.archive(approval.pk, actor=decider)
