@@ -15,8 +15,10 @@ from django.utils import timezone
 from audit.services import record
 from telegram_bridge import notifications
 
+from . import policies, voting
 from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
-from .models import ApprovalRequest, Claim
+from .events import DeadlinePassed, VoteCounted, publish
+from .models import ApprovalPolicy, ApprovalRequest, Claim, Vote
 from .selectors import get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
@@ -41,10 +43,11 @@ class Released(NamedTuple):
 
 
 class Decided(NamedTuple):
-    """The request after a decision, and whether this call changed it."""
+    """The request after a decision or a vote, whether this call changed it, and the votes."""
 
     approval: ApprovalRequest
     changed: bool
+    tally: voting.Tally | None = None
 
 
 # --- Claims ---------------------------------------------------------------------------------
@@ -268,7 +271,11 @@ def _approval_details(approval, **extra):
 
 @transaction.atomic
 def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=None):
-    """Ask the approvers a question; it expires after ``APPROVAL_EXPIRY`` seconds."""
+    """Ask the approvers a question under the policy that applies to it.
+
+    The policy's rules are copied onto the request; it expires after the policy's deadline
+    (``APPROVAL_EXPIRY`` seconds under the default policy).
+    """
     fields = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
@@ -289,6 +296,8 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
             fields["claim"] = f"no claim with id {claim_id}"
     if fields:
         raise InvalidInput(fields)
+    policy = policies.policy_for(kind, policies.story_of(linked_claim, payload))
+    rules = policies.Rules.of(policy)
     approval = ApprovalRequest.objects.create(
         kind=kind,
         text=text,
@@ -298,13 +307,17 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         if actor.user is not None and actor.user.is_authenticated
         else None,
         claim=linked_claim,
-        expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
+        policy=policy,
+        rules=rules.as_dict(),
+        **rules.timetable(timezone.now()),
     )
     record(
         "approval.requested",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, text=text, requested_by=requested_by),
+        details=_approval_details(
+            approval, text=text, requested_by=requested_by, policy=rules.policy
+        ),
     )
     notifications.approval_requested(approval)
     return approval
@@ -327,11 +340,13 @@ DECISION_ACTIONS = {
 
 @transaction.atomic
 def decide(approval_id, decision, *, actor, note=""):
-    """Approve, deny, postpone or reopen a request.
+    """Vote to approve or deny a request, or postpone or reopen it.
 
-    Deciding the same way twice changes nothing and writes no second event; a different decision
-    on a request already decided raises ``InvalidTransition``. The row is locked, so of two
-    concurrent decisions exactly one wins.
+    Approve and deny are votes, one per approver, changeable until the request is decided; the
+    vote that meets the policy's quorum (or a veto) decides the request in the same transaction.
+    Voting the same way twice changes nothing and writes no second event; any decision on a
+    request already decided another way raises ``InvalidTransition``. The row is locked, so of
+    two concurrent last votes exactly one decides.
     """
     if decision not in DECISIONS:
         raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
@@ -339,7 +354,7 @@ def decide(approval_id, decision, *, actor, note=""):
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
     if approval.status == target:
-        return Decided(approval, False)
+        return Decided(approval, False, voting.tally(approval, waiting=False))
     if approval.status not in allowed_from:
         raise InvalidTransition(
             f"Request {approval.short_id} is {approval.status}; it cannot be {target} now.",
@@ -351,15 +366,54 @@ def decide(approval_id, decision, *, actor, note=""):
             f"Request {approval.short_id} expired at {approval.expires_at.isoformat()}.",
             status=approval.status,
         )
-    if (
-        decision in ("approve", "deny")
-        and settings.APPROVAL_FORBID_SELF_APPROVAL
-        and actor.user is not None
-        and approval.requested_by_user_id == actor.user.pk
-    ):
-        raise NotPermitted("You may not decide a request you made yourself.")
+    refusal = policies.refusal(approval, actor.user)
+    if refusal:
+        raise NotPermitted(refusal)
+    if decision in Vote.Choice.values:
+        return _vote(approval, decision, actor=actor, note=note)
+    return Decided(_settle(approval, decision, actor=actor, note=note, now=now), True)
+
+
+def _vote(approval, choice, *, actor, note):
+    """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes."""
+    vote, created = Vote.objects.get_or_create(
+        approval=approval,
+        voter=actor.user,
+        defaults={"choice": choice, "source": actor.source, "note": note},
+    )
+    if not created and vote.choice == choice:
+        return Decided(approval, False, voting.tally(approval))
+    previous_choice = "" if created else vote.choice
+    if not created:
+        vote.choice, vote.source, vote.note = choice, actor.source, note
+        vote.save(update_fields=["choice", "source", "note", "updated_at"])
+    counted = voting.tally(approval)
+    if counted.outcome:
+        votes = [
+            {"voter": v.voter.get_username(), "choice": v.choice, "source": v.source}
+            for v in approval.votes.select_related("voter")
+        ]
+        settled = _settle(
+            approval, counted.outcome, actor=actor, note=note, now=timezone.now(), votes=votes
+        )
+        return Decided(settled, True, counted)
+    approval.save(update_fields=["updated_at"])
+    record(
+        "approval.voted",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(
+            approval, choice=choice, previous_choice=previous_choice, tally=counted.summary()
+        ),
+    )
+    publish(VoteCounted(approval, vote, counted))
+    return Decided(approval, True, counted)
+
+
+def _settle(approval, decision, *, actor, note, now, **details):
+    """Move ``approval`` to the status ``decision`` leads to, audited and announced."""
     previous = approval.status
-    approval.status = target
+    approval.status = DECISIONS[decision][0]
     approval.decided_by = actor.user if decision != "reopen" else None
     approval.decided_at = now if decision != "reopen" else None
     approval.decision_source = actor.source if decision != "reopen" else ""
@@ -378,10 +432,10 @@ def decide(approval_id, decision, *, actor, note=""):
         DECISION_ACTIONS[decision],
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, previous_status=previous, note=note),
+        details=_approval_details(approval, previous_status=previous, note=note, **details),
     )
     notifications.approval_decided(approval)
-    return Decided(approval, True)
+    return approval
 
 
 ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
@@ -413,13 +467,14 @@ def archive(approval_id, *, actor):
 
 
 def expire_overdue(*, actor, now=None):
-    """Move every pending or postponed request past its ``expires_at`` to expired.
+    """Apply the policy's default outcome to every undecided request past its deadline.
 
-    Each request is its own transaction, so one failure does not hold back the rest; returns the
-    requests that were expired.
+    Expire (the default policy), deny, or approve when nobody objected on a low-risk kind: a
+    default decision is audited as such, by the system, never as a person's. Each request is its
+    own transaction, so one failure does not hold back the rest; returns the requests settled.
     """
     now = now or timezone.now()
-    expired = []
+    settled = []
     for approval_id in overdue_approvals(now).values_list("id", flat=True):
         with transaction.atomic():
             approval = (
@@ -433,14 +488,47 @@ def expire_overdue(*, actor, now=None):
             )
             if approval is None:
                 continue
-            previous = approval.status
-            approval.status = Status.EXPIRED
-            approval.save(update_fields=["status", "updated_at"])
-            record(
-                "approval.expired",
-                actor=actor,
-                obj=approval,
-                details=_approval_details(approval, previous_status=previous),
-            )
-            expired.append(approval)
-    return expired
+            _default_outcome(approval, actor=actor, now=now)
+            settled.append(approval)
+    return settled
+
+
+DEFAULT_DECISIONS = {
+    ApprovalPolicy.Outcome.EXPIRE: (Status.EXPIRED, "approval.expired"),
+    ApprovalPolicy.Outcome.DENY: (Status.DENIED, "approval.denied_by_default"),
+    ApprovalPolicy.Outcome.APPROVE: (Status.APPROVED, "approval.approved_by_default"),
+}
+
+
+def _default_outcome(approval, *, actor, now):
+    rules = policies.Rules.from_request(approval)
+    outcome = rules.default_outcome
+    denied = approval.votes.filter(choice=Vote.Choice.DENY).exists()
+    objected = denied or approval.status != Status.PENDING
+    if outcome == ApprovalPolicy.Outcome.APPROVE and (objected or not rules.low_risk):
+        # A deny vote or a postponement is an objection: the safe default applies instead.
+        outcome = ApprovalPolicy.Outcome.EXPIRE
+    previous = approval.status
+    approval.status, action = DEFAULT_DECISIONS[outcome]
+    if outcome != ApprovalPolicy.Outcome.EXPIRE:
+        approval.decided_by = None
+        approval.decided_at = now
+        approval.decision_source = ApprovalRequest.DecisionSource.DEFAULT
+        approval.decision_note = (
+            f"Nobody decided by the deadline: default outcome of the policy "
+            f"{rules.policy or '(built-in default)'}."
+        )
+    approval.save()
+    record(
+        action,
+        actor=actor,
+        obj=approval,
+        details=_approval_details(
+            approval,
+            previous_status=previous,
+            policy=rules.policy,
+            default_decision=outcome != ApprovalPolicy.Outcome.EXPIRE,
+            tally=voting.tally(approval, waiting=False).summary(),
+        ),
+    )
+    publish(DeadlinePassed(approval, outcome))

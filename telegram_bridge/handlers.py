@@ -20,6 +20,7 @@ from audit.actors import Actor, Source
 from audit.services import record
 from claims import selectors, services
 from claims.errors import ClaimsError, InvalidInput
+from claims.models import ApprovalRequest
 
 from . import outbox
 from .models import InboundUpdate, OutboundMessage, TelegramAccount
@@ -28,7 +29,6 @@ Status = InboundUpdate.Status
 
 BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
 DECIDING_COMMANDS = {"approve": "approve", "deny": "deny"}
-DONE = {"approve": "Approved", "deny": "Denied"}
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
 STATUS_LIST_LIMIT = 20
@@ -222,11 +222,19 @@ def _decide(sender, decision, hex_id, chat_id):
 
 
 def _decided(sender, decision, approval):
+    """Cast the sender's vote; the answer says what it did, with the count under a quorum."""
     result = services.decide(approval.pk, decision, actor=sender.actor)
-    done = DONE[decision]
+    if result.approval.status in ApprovalRequest.AWAITING_DECISION:
+        if not result.changed:
+            return f"You already voted to {decision}: {result.tally.summary()}."
+        return f"Your vote is counted: {result.tally.summary()}."
+    done = result.approval.get_status_display()
     if not result.changed:
         return f"Request {approval.short_id} was already {done.lower()}."
-    return f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+    decided = f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+    if result.tally.quorum == 1:
+        return decided
+    return f"Your vote is counted: {result.tally.counted}. {decided}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):

@@ -12,6 +12,9 @@ once the outbox has sent it, so ``approval_decided`` looks at the outbox row of 
 - not sent yet (queued, failed, dead): rewrite the waiting message itself, so whoever sees it first
   sees the current state and no edit is needed;
 - being sent right now: look again a little later (``tasks.refresh_approval_message``).
+
+The policy's reminders and escalation (``claims.events.ReminderDue``, ``Escalated``) are new
+messages, each under a dedupe key naming the request and the step, so each is sent once.
 """
 
 from datetime import timedelta
@@ -24,10 +27,12 @@ from django.utils.text import Truncator
 from django_q.models import Schedule
 from django_q.tasks import schedule
 
+from claims.events import DeadlinePassed, Escalated, ReminderDue, VoteCounted
 from claims.models import ApprovalRequest
+from claims.voting import Tally, tally
 
 from . import outbox
-from .models import OutboundMessage
+from .models import OutboundMessage, TelegramAccount
 
 Status = ApprovalRequest.Status
 
@@ -100,6 +105,55 @@ def approval_decided(approval):
     return original
 
 
+def on_vote_counted(event: VoteCounted) -> None:
+    """A vote that did not decide yet still changes the count the message shows."""
+    approval_decided(event.approval)
+
+
+def on_deadline_passed(event: DeadlinePassed) -> None:
+    approval_decided(event.approval)
+
+
+def on_reminder_due(event: ReminderDue) -> None:
+    """Post a reminder to the approver chat, with the buttons, so it can be decided from there."""
+    chat_id = settings.TELEGRAM_APPROVER_CHAT_ID
+    if not chat_id:
+        return
+    approval = event.approval
+    lead = f"⏰ <b>Reminder</b>: still waiting, {escape(event.tally.summary(), quote=False)}"
+    outbox.enqueue(
+        method="sendMessage",
+        chat_id=chat_id,
+        payload=render(approval, lead=lead, counted=event.tally),
+        dedupe_key=f"approval:{approval.pk.hex}:reminder:{event.number}",
+    )
+
+
+def on_escalated(event: Escalated) -> None:
+    """Tell the escalation chat, and each linked member of the escalation group directly."""
+    approval = event.approval
+    widened = " You may vote on it now." if event.widened else ""
+    lead = (
+        f"🚨 <b>Escalated</b>: undecided since {_when(approval.created_at)}, "
+        f"{escape(event.tally.summary(), quote=False)}.{widened}"
+    )
+    message = render(approval, lead=lead, counted=event.tally)
+    if not event.widened:
+        message.pop("reply_markup", None)
+    chats = [event.chat_id] if event.chat_id else []
+    if event.group_id is not None:
+        chats += TelegramAccount.objects.filter(
+            is_active=True, user__is_active=True, user__groups=event.group_id
+        ).values_list("telegram_user_id", flat=True)
+    for chat_id in dict.fromkeys(chats):
+        outbox.enqueue(
+            method="sendMessage",
+            chat_id=chat_id,
+            payload=message,
+            dedupe_key=f"approval:{approval.pk.hex}:escalated:{chat_id}",
+        )
+
+
 def refresh_approval_message(approval_id):
     """Bring the approver chat's message in line with the request (see the module docstring)."""
     with transaction.atomic():
@@ -108,9 +162,15 @@ def refresh_approval_message(approval_id):
             approval_decided(approval)
 
 
-def render(approval):
-    """The text (HTML) and the buttons of the message about ``approval`` in its current state."""
-    lines = [
+def render(approval, *, lead="", counted: Tally | None = None):
+    """The text (HTML) and the buttons of the message about ``approval`` in its current state.
+
+    ``lead`` is a line put first (a reminder, an escalation); ``counted`` the votes, if the caller
+    has counted them already.
+    """
+    counted = counted or tally(approval)
+    lines = [lead, ""] if lead else []
+    lines += [
         f"<b>Approval request</b> · {escape(approval.get_kind_display())}",
         "",
         escape(Truncator(approval.text).chars(TEXT_LIMIT), quote=False),
@@ -120,12 +180,15 @@ def render(approval):
     ]
     if approval.claim is not None:
         lines.append(f"Claim: {escape(approval.claim.work_item, quote=False)}")
+    awaiting = approval.status in ApprovalRequest.AWAITING_DECISION
+    if awaiting and (counted.quorum > 1 or counted.approvals or counted.denials):
+        lines.append(f"Votes: {escape(counted.summary(), quote=False)}")
     state = state_line(approval)
     if state:
         lines += ["", state]
     message = {"text": "\n".join(lines), "parse_mode": "HTML"}
-    if approval.status in ApprovalRequest.AWAITING_DECISION:
-        message["reply_markup"] = keyboard(approval)
+    if awaiting:
+        message["reply_markup"] = keyboard(approval, counted)
     return message
 
 
@@ -136,6 +199,8 @@ def state_line(approval):
         return ""
     if approval.status == Status.EXPIRED:
         return f"{line} at {_when(approval.expires_at)}"
+    if approval.decision_source == ApprovalRequest.DecisionSource.DEFAULT:
+        return f"{line} by default: nobody decided by {_when(approval.decided_at)}"
     if approval.decided_by is not None:
         who = escape(approval.decided_by.get_username(), quote=False)
         source = f" ({approval.decision_source})" if approval.decision_source else ""
@@ -143,13 +208,19 @@ def state_line(approval):
     return line
 
 
-def keyboard(approval):
+def keyboard(approval, counted: Tally):
+    """Approve / Deny / Info; with a quorum, the buttons show how many voted each way."""
     hex_id = approval.pk.hex
+    approve, deny = "✅ Approve", "❌ Deny"
+    if counted.quorum > 1:
+        approve += f" {counted.approvals}/{counted.quorum}"
+        if counted.deny_needs_quorum:
+            deny += f" {counted.denials}/{counted.quorum}"
     return {
         "inline_keyboard": [
             [
-                {"text": "✅ Approve", "callback_data": f"approve:{hex_id}"},
-                {"text": "❌ Deny", "callback_data": f"deny:{hex_id}"},
+                {"text": approve, "callback_data": f"approve:{hex_id}"},
+                {"text": deny, "callback_data": f"deny:{hex_id}"},
                 {"text": "🔍 Info", "callback_data": f"info:{hex_id}"},
             ]
         ]
