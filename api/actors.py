@@ -2,7 +2,7 @@
 
 import re
 
-from audit.actors import Actor, Source, new_trace_id
+from backoffice.actors import Actor, Source, new_trace_id
 
 # X-Request-ID as most proxies make it; the trace id column holds at most 64 characters.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")

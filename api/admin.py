@@ -14,8 +14,8 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from knox.models import AuthToken
 
-from audit.actors import Actor, Source
-from claims.errors import InvalidInput
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput
 
 from .models import ApiToken
 from .tokens import MAX_EXPIRY_HOURS, create_token

@@ -11,23 +11,14 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from claims.errors import (
-    ClaimConflict,
-    ClaimsError,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    NotHolder,
-    NotPermitted,
-)
+from backoffice.errors import Conflict, DomainError, InvalidInput, NotFound, NotPermitted
 
+# An app's own errors subclass one of these and are answered with its status.
 STATUS_BY_ERROR = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
-    NotHolder: status.HTTP_403_FORBIDDEN,
     NotPermitted: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
-    ClaimConflict: status.HTTP_409_CONFLICT,
-    InvalidTransition: status.HTTP_409_CONFLICT,
+    Conflict: status.HTTP_409_CONFLICT,
 }
 
 
@@ -65,7 +56,7 @@ def _domain_response(exc):
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, ClaimsError):
+    if isinstance(exc, DomainError):
         return _domain_response(exc)
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -8,8 +8,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
-from audit.actors import Source
 from audit.models import AuditEvent
+from backoffice.actors import Source
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage
 

@@ -7,7 +7,7 @@ from django.db import transaction
 from knox.models import AuthToken
 
 from audit.services import record
-from claims.errors import InvalidInput
+from backoffice.errors import InvalidInput
 
 MAX_EXPIRY_HOURS = 10 * 365 * 24
 

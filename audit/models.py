@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from .actors import Source
+from backoffice.actors import Source
 
 
 class AuditEventQuerySet(models.QuerySet):

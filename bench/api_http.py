@@ -62,7 +62,7 @@ def prepare(env, clients, approvals):
     from django.db import connections
 
     from api.tokens import create_token
-    from audit.actors import system_actor
+    from backoffice.actors import system_actor
     from claims import services
 
     actor = system_actor("bench")

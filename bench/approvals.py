@@ -32,8 +32,8 @@ from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from audit.actors import Actor, Source  # noqa: E402
 from audit.models import AuditEvent  # noqa: E402
+from backoffice.actors import Actor, Source  # noqa: E402
 from claims import services  # noqa: E402
 from claims.models import ApprovalRequest  # noqa: E402
 

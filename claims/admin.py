@@ -13,12 +13,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from audit.actors import Actor, Source
 from audit.selectors import events_for
+from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import ReadOnlyAdminMixin
+from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
-from .errors import ClaimsError, InvalidTransition
 from .models import ApprovalRequest, Claim
 
 
@@ -50,7 +50,7 @@ def apply_each(objects, change, label, *, unchanged="unchanged"):
                 changed += 1
             else:
                 skipped.append(f"{label(obj)} is {unchanged}")
-        except ClaimsError as error:
+        except DomainError as error:
             skipped.append(_why_skipped(label(obj), error))
     return changed, skipped
 

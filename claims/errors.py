@@ -1,45 +1,20 @@
-"""Domain errors of claims and approvals, defined once.
+"""The errors only leases raise; the shared ones are in ``backoffice.errors``.
 
-Each channel maps them in one place: the API's exception handler to HTTP statuses, the command
-base class to exit codes, the admin to a message.
+Each subclasses a shared error, so the API answers them with its status and commands exit with
+its code without knowing about leases.
 """
 
+from backoffice.errors import Conflict, NotPermitted
 
-class ClaimsError(Exception):
-    """Base of every domain error; ``code`` is a stable machine-readable name."""
-
-    code = "error"
-
-    def __init__(self, message, **context):
-        super().__init__(message)
-        self.message = message
-        self.context = context
-
-    def as_dict(self):
-        return {"error": self.code, "detail": self.message, **self.context}
+from .models import Claim
 
 
-class InvalidInput(ClaimsError):
-    """The request itself is wrong; ``fields`` maps each bad field to what is wrong with it."""
-
-    code = "invalid"
-
-    def __init__(self, fields):
-        self.fields = fields
-        message = "; ".join(f"{name}: {problem}" for name, problem in fields.items())
-        super().__init__(message, fields=fields)
-
-
-class NotFound(ClaimsError):
-    code = "not_found"
-
-
-class ClaimConflict(ClaimsError):
+class ClaimConflict(Conflict):
     """A live lease is held by someone else."""
 
     code = "conflict"
 
-    def __init__(self, claim):
+    def __init__(self, claim: Claim) -> None:
         super().__init__(
             f"{claim.story}/{claim.todolist} is held by {claim.owner} (agent {claim.agent_id}) "
             f"until {claim.expires_at.isoformat()}",
@@ -48,19 +23,7 @@ class ClaimConflict(ClaimsError):
         )
 
 
-class NotHolder(ClaimsError):
+class NotHolder(NotPermitted):
+    """The caller does not hold the lease it tries to change."""
+
     code = "not_holder"
-
-
-class NotPermitted(ClaimsError):
-    code = "forbidden"
-
-
-class InvalidTransition(ClaimsError):
-    """The request is in a state that does not allow the asked change."""
-
-    code = "invalid_transition"
-
-    def __init__(self, message, *, status):
-        super().__init__(message, status=status)
-        self.status = status

@@ -1,44 +1,123 @@
-"""The events claims publish, and the registry of who listens.
+"""The events claims and approval requests publish, and the registry of who listens.
 
-The domain never knows its listeners: a service publishes an event and every subscriber (the
-Telegram bridge registers its own in ``AppConfig.ready``) runs inside the service's transaction,
-so whatever it writes (an outbox row) commits with the change or not at all.
+A service publishes an event inside its transaction, right after the change and its audit event.
+Subscribers run at once, in the same transaction, so whatever they write (an outbox row, say)
+commits with the change or not at all, and a subscriber that fails rolls the change back. The
+domain never knows who listens: channels subscribe in their ``AppConfig.ready()``, and
+``docs/architecture.md`` lists who subscribes to what.
+
+Events are small and typed: who acted, the object as the change left it, and what the object
+alone no longer tells (the status it came from, the decision taken).
 """
-
-from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
-from .models import ApprovalRequest, Vote
+from django.db import transaction
+
+from backoffice.actors import Actor
+
+from .models import ApprovalRequest, Claim, Vote
 from .voting import Tally
 
 
 @dataclass(frozen=True)
-class VoteCounted:
-    """A vote was cast or changed and the request still awaits its decision."""
+class Event:
+    actor: Actor
 
+
+# --- Claims ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimEvent(Event):
+    claim: Claim
+
+
+@dataclass(frozen=True)
+class ClaimAcquired(ClaimEvent):
+    """A free work item (never claimed, or released) got a holder."""
+
+
+@dataclass(frozen=True)
+class ClaimRefreshed(ClaimEvent):
+    """The holder extended its lease."""
+
+
+@dataclass(frozen=True)
+class ClaimTakenOver(ClaimEvent):
+    """An expired lease, or any lease taken by staff, went to a new holder."""
+
+    previous_owner: str
+    previous_agent_id: str
+
+
+@dataclass(frozen=True)
+class ClaimReleased(ClaimEvent):
+    """The lease ended: released by its holder, or ``forced`` by staff."""
+
+    forced: bool = False
+
+
+# --- Approval requests ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalEvent(Event):
     approval: ApprovalRequest
+
+
+@dataclass(frozen=True)
+class ApprovalRequested(ApprovalEvent):
+    """Someone asked the approvers a question."""
+
+
+@dataclass(frozen=True)
+class ApprovalDecided(ApprovalEvent):
+    """A request was approved, denied, postponed or reopened."""
+
+    decision: str
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class ApprovalExpired(ApprovalEvent):
+    """Nobody decided the request in time."""
+
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class VoteCounted(ApprovalEvent):
+    """An approver voted (or changed their vote) and the request still awaits its decision."""
+
     vote: Vote
     tally: Tally
 
 
 @dataclass(frozen=True)
-class ReminderDue:
-    """The request is still undecided at one of its policy's reminder times."""
+class ApprovalDefaulted(ApprovalEvent):
+    """Nobody decided by the deadline and the policy's default outcome approved or denied the
+    request: a decision by the rules, never by a person."""
 
-    approval: ApprovalRequest
+    decision: str
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class ReminderDue(ApprovalEvent):
+    """The request is still undecided at its policy's ``number``-th reminder time."""
+
     number: int
     tally: Tally
 
 
 @dataclass(frozen=True)
-class Escalated:
-    """The request is still undecided after its policy's escalation time."""
+class ApprovalEscalated(ApprovalEvent):
+    """The request is still undecided at its policy's escalation time."""
 
-    approval: ApprovalRequest
     group_id: int | None
     chat_id: int | None
     widened: bool
@@ -46,23 +125,39 @@ class Escalated:
 
 
 @dataclass(frozen=True)
-class DeadlinePassed:
-    """Nobody decided in time; the policy's default outcome was applied (``status`` says which)."""
-
-    approval: ApprovalRequest
-    outcome: str
+class ApprovalExecuted(ApprovalEvent):
+    """Whoever ran what an approved request asked for reported it done."""
 
 
-Subscriber = Callable[[Any], None]
-_subscribers: dict[type, list[Subscriber]] = defaultdict(list)
+@dataclass(frozen=True)
+class ApprovalArchived(ApprovalEvent):
+    """A finished request was filed away."""
+
+    previous_status: str
 
 
-def subscribe(event_type: type, subscriber: Subscriber) -> None:
-    """Call ``subscriber(event)`` for every ``event_type`` published; registering twice is once."""
-    if subscriber not in _subscribers[event_type]:
-        _subscribers[event_type].append(subscriber)
+# --- The registry ---------------------------------------------------------------------------
+
+E = TypeVar("E", bound=Event)
+
+_subscribers: defaultdict[type[Event], list[Callable[[Event], None]]] = defaultdict(list)
 
 
-def publish(event: object) -> None:
-    for subscriber in list(_subscribers[type(event)]):
+def subscribe(event_type: type[E], subscriber: Callable[[E], None]) -> None:
+    """Call ``subscriber`` with every ``event_type`` published from now on (once per pair)."""
+    subscribers = _subscribers[event_type]
+    if subscriber not in subscribers:
+        subscribers.append(subscriber)  # type: ignore[arg-type]
+
+
+def subscribers(event_type: type[Event]) -> list[Callable[[Event], None]]:
+    """Who listens to ``event_type``, in the order they subscribed."""
+    return list(_subscribers.get(event_type, ()))
+
+
+def publish(event: Event) -> None:
+    """Run every subscriber of ``event``'s type; only inside the transaction of the change."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{type(event).__name__} published outside a transaction")
+    for subscriber in subscribers(type(event)):
         subscriber(event)

@@ -14,10 +14,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from audit.actors import Actor
 from audit.services import record
+from backoffice.actors import Actor
 
-from .events import Escalated, ReminderDue, publish
+from . import events
 from .models import ApprovalRequest
 from .policies import Rules
 from .voting import tally
@@ -57,7 +57,7 @@ def send_reminders(*, actor: Actor, now: datetime | None = None) -> list[Approva
                 obj=approval,
                 details={"reminder": passed, "of": len(times), "tally": counted.summary()},
             )
-            publish(ReminderDue(approval, passed, counted))
+            events.publish(events.ReminderDue(actor, approval, passed, counted))
             reminded.append(approval)
     return reminded
 
@@ -84,8 +84,10 @@ def escalate(*, actor: Actor, now: datetime | None = None) -> list[ApprovalReque
                 "tally": counted.summary(),
             },
         )
-        publish(
-            Escalated(approval, rules.escalation_group, rules.escalation_chat_id, widened, counted)
+        events.publish(
+            events.ApprovalEscalated(
+                actor, approval, rules.escalation_group, rules.escalation_chat_id, widened, counted
+            )
         )
         escalated.append(approval)
     return escalated

@@ -6,7 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
-from .errors import InvalidInput, NotFound
+from backoffice.errors import InvalidInput, NotFound
+
 from .models import ApprovalRequest, Claim
 
 MIN_ID_PREFIX = 6

@@ -13,11 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import record
-from telegram_bridge import notifications
+from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 
-from . import policies, voting
-from .errors import ClaimConflict, InvalidInput, InvalidTransition, NotHolder, NotPermitted
-from .events import DeadlinePassed, VoteCounted, publish
+from . import events, policies, voting
+from .errors import ClaimConflict, NotHolder
 from .models import ApprovalPolicy, ApprovalRequest, Claim, Vote
 from .selectors import get_approval, get_claim, overdue_approvals
 
@@ -146,6 +145,7 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
             current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
         else:
             record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+            events.publish(events.ClaimAcquired(actor, current))
             return Granted(current, "acquired")
 
     same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
@@ -154,11 +154,13 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     if current.is_live(now):
         _extend(current, holder["ttl_seconds"], now)
         record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimRefreshed(actor, current))
         return Granted(current, "refreshed")
     was_released = current.released_at is not None
     _hand_over(current, holder, now)
     if was_released:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
         return Granted(current, "acquired")
     record(
         "claim.taken_over",
@@ -169,6 +171,9 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
             previous_owner=current.previous_owner,
             previous_agent_id=current.previous_agent_id,
         ),
+    )
+    events.publish(
+        events.ClaimTakenOver(actor, current, current.previous_owner, current.previous_agent_id)
     )
     return Granted(current, "taken_over")
 
@@ -203,6 +208,7 @@ def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
         raise NotHolder(f"{claim.work_item} was released; claim it again.")
     _extend(claim, ttl_seconds, timezone.now())
     record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimRefreshed(actor, claim))
     return claim
 
 
@@ -216,6 +222,7 @@ def release(claim_id, *, agent_id="", fingerprint="", actor):
     if claim.released_at is None:
         _end(claim)
         record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+        events.publish(events.ClaimReleased(actor, claim))
     return claim
 
 
@@ -239,6 +246,7 @@ def force_release(claim_id, *, actor):
         return Released(claim, False)
     _end(claim)
     record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimReleased(actor, claim, forced=True))
     return Released(claim, True)
 
 
@@ -258,6 +266,9 @@ def take_over(claim_id, *, actor, ttl_seconds=None):
         details=_claim_details(
             claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
         ),
+    )
+    events.publish(
+        events.ClaimTakenOver(actor, claim, claim.previous_owner, claim.previous_agent_id)
     )
     return claim
 
@@ -319,7 +330,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
             approval, text=text, requested_by=requested_by, policy=rules.policy
         ),
     )
-    notifications.approval_requested(approval)
+    events.publish(events.ApprovalRequested(actor, approval))
     return approval
 
 
@@ -406,7 +417,7 @@ def _vote(approval, choice, *, actor, note):
             approval, choice=choice, previous_choice=previous_choice, tally=counted.summary()
         ),
     )
-    publish(VoteCounted(approval, vote, counted))
+    events.publish(events.VoteCounted(actor, approval, vote, counted))
     return Decided(approval, True, counted)
 
 
@@ -434,8 +445,33 @@ def _settle(approval, decision, *, actor, note, now, **details):
         obj=approval,
         details=_approval_details(approval, previous_status=previous, note=note, **details),
     )
-    notifications.approval_decided(approval)
+    events.publish(events.ApprovalDecided(actor, approval, decision, previous))
     return approval
+
+
+@transaction.atomic
+def mark_executed(approval_id, *, actor):
+    """Record that what an approved request asked for was done. Reporting twice changes nothing."""
+    approval = get_approval(approval_id, lock=True)
+    if approval.status == Status.EXECUTED:
+        return Decided(approval, False)
+    if approval.status != Status.APPROVED:
+        raise InvalidTransition(
+            f"Request {approval.short_id} is {approval.status}; only an approved request can be "
+            "executed.",
+            status=approval.status,
+        )
+    approval.status = Status.EXECUTED
+    approval.executed_at = timezone.now()
+    approval.save(update_fields=["status", "executed_at", "updated_at"])
+    record(
+        "approval.executed",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, previous_status=Status.APPROVED),
+    )
+    events.publish(events.ApprovalExecuted(actor, approval))
+    return Decided(approval, True)
 
 
 ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
@@ -463,6 +499,7 @@ def archive(approval_id, *, actor):
         obj=approval,
         details=_approval_details(approval, previous_status=previous),
     )
+    events.publish(events.ApprovalArchived(actor, approval, previous))
     return Decided(approval, True)
 
 
@@ -531,4 +568,7 @@ def _default_outcome(approval, *, actor, now):
             tally=voting.tally(approval, waiting=False).summary(),
         ),
     )
-    publish(DeadlinePassed(approval, outcome))
+    if outcome == ApprovalPolicy.Outcome.EXPIRE:
+        events.publish(events.ApprovalExpired(actor, approval, previous))
+    else:
+        events.publish(events.ApprovalDefaulted(actor, approval, outcome, previous))

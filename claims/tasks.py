@@ -4,7 +4,7 @@ Both are meant for a schedule (every minute): a request nobody decided in time m
 actionable, and its approvers are reminded and escalated to on the policy's timetable.
 """
 
-from audit.actors import system_actor
+from backoffice.actors import system_actor
 
 from . import follow_up, services
 

@@ -14,9 +14,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import ReadOnlyAdminMixin
-from claims.errors import ClaimsError
+from backoffice.errors import DomainError
 
 from . import outbox
 from .models import InboundUpdate, OutboundMessage, TelegramAccount
@@ -148,7 +148,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         actor = Actor(source=Source.ADMIN, user=request.user)
         try:
             report = outbox.requeue_many([message.pk for message in queryset], actor=actor)
-        except ClaimsError as error:
+        except DomainError as error:
             self.message_user(request, error.message, messages.ERROR)
             return
         level = messages.WARNING if report.skipped else messages.SUCCESS

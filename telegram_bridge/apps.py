@@ -5,13 +5,22 @@ class TelegramBridgeConfig(AppConfig):
     name = "telegram_bridge"
     verbose_name = "Telegram bridge"
 
-    def ready(self):
-        # The bridge listens to what claims publishes; claims never calls the bridge for these.
+    def ready(self) -> None:
         from claims import events
 
-        from . import notifications
+        from . import follow_ups, notifications
 
-        events.subscribe(events.VoteCounted, notifications.on_vote_counted)
-        events.subscribe(events.DeadlinePassed, notifications.on_deadline_passed)
-        events.subscribe(events.ReminderDue, notifications.on_reminder_due)
-        events.subscribe(events.Escalated, notifications.on_escalated)
+        # The approver chat hears of every new request, and its message follows every change.
+        events.subscribe(events.ApprovalRequested, notifications.approval_requested)
+        for changed in (
+            events.ApprovalDecided,
+            events.ApprovalExpired,
+            events.ApprovalExecuted,
+            events.ApprovalArchived,
+            events.ApprovalDefaulted,
+            events.VoteCounted,
+        ):
+            events.subscribe(changed, notifications.approval_changed)
+        # The policy's reminders and escalations are new messages of their own.
+        events.subscribe(events.ReminderDue, follow_ups.remind)
+        events.subscribe(events.ApprovalEscalated, follow_ups.escalate)

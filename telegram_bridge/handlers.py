@@ -16,14 +16,14 @@ from html import escape
 
 from django.utils.text import Truncator
 
-from audit.actors import Actor, Source
 from audit.services import record
+from backoffice.actors import Actor, Source
+from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
-from claims.errors import ClaimsError, InvalidInput
 from claims.models import ApprovalRequest
 
 from . import outbox
-from .models import InboundUpdate, OutboundMessage, TelegramAccount
+from .models import InboundUpdate, TelegramAccount
 
 Status = InboundUpdate.Status
 
@@ -119,7 +119,7 @@ def on_button(query):
 def _info(hex_id):
     try:
         approval = selectors.get_approval(hex_id)
-    except ClaimsError as error:
+    except DomainError as error:
         return explain(error)
     lines = [
         f"{approval.get_kind_display()} {approval.short_id}: {approval.get_status_display()}",
@@ -189,7 +189,7 @@ def _decide_by_prefix(sender, decision, arguments, chat_id):
     try:
         approval = selectors.find_approval_by_prefix(arguments[0])
         return escape(_decided(sender, decision, approval), quote=False)
-    except ClaimsError as error:
+    except DomainError as error:
         return escape(explain(error), quote=False)
 
 
@@ -217,7 +217,7 @@ def _decide(sender, decision, hex_id, chat_id):
         return _refuse(sender, f"{decision} {hex_id[:8]}", chat_id, approval_id=hex_id)
     try:
         return _decided(sender, decision, selectors.get_approval(hex_id))
-    except ClaimsError as error:
+    except DomainError as error:
         return explain(error)
 
 
@@ -268,7 +268,7 @@ def explain(error):
 
 def _answered(dedupe_key):
     """Whether this update's answer is already queued: the update was handled before."""
-    return OutboundMessage.objects.filter(dedupe_key=dedupe_key).exists()
+    return outbox.exists(dedupe_key)
 
 
 def _chat_id(message):

@@ -20,8 +20,8 @@ from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
+from backoffice.errors import InvalidInput
 from backoffice.redaction import redact
-from claims.errors import InvalidInput
 
 from . import handlers
 from .models import InboundUpdate

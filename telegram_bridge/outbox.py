@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,10 +27,10 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task, schedule
 
-from audit.actors import system_actor
 from audit.services import record
+from backoffice.actors import system_actor
+from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from backoffice.redaction import redact
-from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 
 from . import ratelimit
 from .client import BotApiError, PermanentError, RetryAfter, get_client
@@ -109,6 +109,23 @@ def enqueue(*, method, chat_id, payload, dedupe_key):
         return OutboundMessage.objects.get(dedupe_key=dedupe_key)
     transaction.on_commit(partial(hand_to_worker, message.pk))
     return message
+
+
+def find(dedupe_key: str, *, lock: bool = False) -> OutboundMessage | None:
+    """The message queued under ``dedupe_key``, if any; ``lock`` holds its row until commit."""
+    messages = OutboundMessage.objects.select_for_update() if lock else OutboundMessage.objects
+    return messages.filter(dedupe_key=dedupe_key).first()
+
+
+def exists(dedupe_key: str) -> bool:
+    """Whether a message was ever queued under ``dedupe_key``."""
+    return OutboundMessage.objects.filter(dedupe_key=dedupe_key).exists()
+
+
+def rewrite(message: OutboundMessage, parameters: dict[str, Any]) -> None:
+    """Replace the parameters of a message not sent yet, so it goes out as it now should."""
+    message.payload = {"chat_id": message.chat_id, **parameters}
+    message.save(update_fields=["payload", "updated_at"])
 
 
 def hand_to_worker(message_id):

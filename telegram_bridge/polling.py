@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from backoffice.errors import InvalidInput
 from backoffice.redaction import redact
-from claims.errors import InvalidInput
 
 from . import inbound
 from .client import BotApiError, PermanentError, RetryAfter, get_client

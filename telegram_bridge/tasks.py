@@ -5,7 +5,7 @@ for schedules: ``sweep`` every minute (it delivers whatever is due, e.g. after t
 down, and recovers rows a dead worker left ``sending``), ``auto_requeue`` every 15 minutes.
 ``process_update`` is queued by the webhook and the poller after commit; ``process_stale_updates``
 is meant for a schedule every minute (updates whose task was lost); ``refresh_approval_message``
-is scheduled once by ``notifications`` when a decision races the sending of its message.
+is scheduled once by ``notifications`` when a change races the sending of its message.
 """
 
 from django.conf import settings

@@ -13,7 +13,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from claims.errors import InvalidInput
+from backoffice.errors import InvalidInput
 
 from . import inbound
 

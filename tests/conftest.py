@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from model_bakery import baker
 
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 
 
 def pytest_collection_modifyitems(config, items):

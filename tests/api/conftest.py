@@ -6,7 +6,7 @@ from model_bakery import baker
 from rest_framework.test import APIClient
 
 from api.tokens import create_token
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 
 
 def token_for(user):

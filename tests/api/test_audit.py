@@ -3,9 +3,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
 from audit.services import record
+from backoffice.actors import Actor, Source
 
 URL = "/api/v1/audit/"
 

@@ -8,7 +8,7 @@ from knox.models import AuthToken
 from model_bakery import baker
 
 from audit.models import AuditEvent
-from claims.errors import InvalidInput
+from backoffice.errors import InvalidInput
 
 from .conftest import client_with_token, token_for
 

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.models import IdempotencyKey
 from api.schema import LINKS
-from audit.actors import system_actor
+from backoffice.actors import system_actor
 from claims import services
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage

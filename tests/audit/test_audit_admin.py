@@ -1,9 +1,9 @@
 import pytest
 from django.urls import reverse
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
 from audit.services import record
+from backoffice.actors import Actor, Source
 
 pytestmark = pytest.mark.django_db
 

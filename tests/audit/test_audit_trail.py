@@ -1,10 +1,10 @@
 import pytest
 from django.db import connection, transaction
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
 from audit.selectors import events_for
 from audit.services import record
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import Claim
 

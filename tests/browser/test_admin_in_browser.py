@@ -1,8 +1,8 @@
 import pytest
 from django.contrib.auth.models import Group, User
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 

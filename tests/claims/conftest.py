@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from model_bakery import baker
 
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 from claims.models import ApprovalRequest
 
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest, Claim
 

@@ -4,10 +4,10 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from claims import services, tasks
-from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from claims.models import ApprovalRequest
 
 pytestmark = pytest.mark.django_db

@@ -4,10 +4,11 @@ import pytest
 from django.utils import timezone
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput, NotFound, NotPermitted
 from claims import services
-from claims.errors import ClaimConflict, InvalidInput, NotFound, NotHolder, NotPermitted
+from claims.errors import ClaimConflict, NotHolder
 from claims.models import Claim
 
 pytestmark = pytest.mark.django_db

@@ -5,10 +5,11 @@ import threading
 import pytest
 from django.db import connection
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidTransition
 from claims import services
-from claims.errors import ClaimConflict, InvalidTransition
+from claims.errors import ClaimConflict
 from claims.models import Claim
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -8,8 +8,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 from telegram_bridge import handlers, inbound, tasks

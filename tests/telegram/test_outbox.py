@@ -14,9 +14,9 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from model_bakery import baker
 
-from audit.actors import Actor, Source
 from audit.models import AuditEvent
-from claims.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
+from backoffice.actors import Actor, Source
+from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from telegram_bridge import outbox, tasks
 from telegram_bridge.models import OutboundMessage
 

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from model_bakery import baker
 
 from audit.models import AuditEvent
-from claims.errors import InvalidTransition, NotFound, NotPermitted
+from backoffice.errors import InvalidTransition, NotFound, NotPermitted
 from telegram_bridge.models import OutboundMessage
 from tests.telegram.outbound import outbound_message
 from tests.telegram.worker import database_url

@@ -1,8 +1,8 @@
 from api.tokens import create_token
-from claims.cli import ClaimsCommand
+from backoffice.cli import JsonCommand
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Create an API token for USERNAME and print its key, once, alone on stdout. Only a hash "
         "is stored: keep the key, it cannot be shown again."

@@ -1,14 +1,15 @@
 import json
 
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from claims import selectors, services
-from claims.cli import ClaimsCommand, approval_as_dict
-from claims.errors import InvalidInput
+from claims.cli import approval_as_dict
 from claims.models import ApprovalRequest
 
 DECISIONS = ["approve", "deny", "postpone", "reopen"]
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = "List, request, decide and archive approval requests."
 
     def add_arguments(self, parser):

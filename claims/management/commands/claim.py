@@ -1,8 +1,9 @@
+from backoffice.cli import JsonCommand
 from claims import services
-from claims.cli import ClaimsCommand, claim_as_dict
+from claims.cli import claim_as_dict
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Claim the lease on STORY/TODOLIST, or refresh it if you already hold it. "
         "Exit 3 if someone else holds a live lease."

@@ -1,8 +1,8 @@
+from backoffice.cli import JsonCommand
 from claims import services
-from claims.cli import ClaimsCommand
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Move pending and postponed requests past their expiry to expired, each audited. "
         "Prints the count and the expired ids as JSON."

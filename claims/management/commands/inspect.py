@@ -1,9 +1,10 @@
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from claims import selectors
-from claims.cli import ClaimsCommand, claim_as_dict
-from claims.errors import InvalidInput
+from claims.cli import claim_as_dict
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = "Show one claim, by ID or by --story and --todolist. Exit 5 if there is none."
 
     def add_arguments(self, parser):

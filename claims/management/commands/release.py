@@ -1,8 +1,9 @@
+from backoffice.cli import JsonCommand
 from claims import services
-from claims.cli import ClaimsCommand, add_holder_arguments, claim_as_dict
+from claims.cli import add_holder_arguments, claim_as_dict
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = "End your lease on claim ID. Releasing twice is fine. Exit 4 if you are not the holder."
 
     def add_arguments(self, parser):

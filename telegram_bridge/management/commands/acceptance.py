@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 from django_q.conf import Conf
 
-from audit.actors import Actor, Source
+from backoffice.actors import Actor, Source
 from backoffice.redaction import redact
 from claims import services
 from claims.models import ApprovalRequest

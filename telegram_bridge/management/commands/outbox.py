@@ -1,5 +1,5 @@
-from claims.cli import ClaimsCommand
-from claims.errors import InvalidInput
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from telegram_bridge import outbox
 from telegram_bridge.models import OutboundMessage
 
@@ -23,7 +23,7 @@ def message_as_dict(message):
     }
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = "List outbound Telegram messages and requeue failed or dead ones."
 
     def add_arguments(self, parser):

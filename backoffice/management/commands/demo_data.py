@@ -6,12 +6,11 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import record
+from backoffice.cli import JsonCommand
+from backoffice.errors import InvalidInput
 from claims import services
-from claims.cli import ClaimsCommand
-from claims.errors import InvalidInput
 from claims.models import ApprovalRequest, Claim
-from telegram_bridge.models import TelegramAccount
+from telegram_bridge import accounts
 
 Status = ApprovalRequest.Status
 
@@ -107,7 +106,7 @@ APPROVALS = [
 ]
 
 
-class Command(ClaimsCommand):
+class Command(JsonCommand):
     help = (
         "Load a small, realistic demo set: claims in every state, approval requests in every "
         "status and an 'approver' staff user linked to Telegram user 1001. Running it again adds "
@@ -183,10 +182,7 @@ class Command(ClaimsCommand):
                 approver.set_unusable_password()
             approver.save()
         approver.groups.add(Group.objects.get(name="Approvers"))
-        TelegramAccount.objects.get_or_create(
-            telegram_user_id=DEMO_TELEGRAM_USER["id"],
-            defaults={"user": approver, "telegram_username": DEMO_TELEGRAM_USER["username"]},
-        )
+        accounts.link(approver, DEMO_TELEGRAM_USER["id"], DEMO_TELEGRAM_USER["username"])
         users = ["approver"]
         if admin_password:
             admin, _ = User._default_manager.get_or_create(username="admin")
@@ -269,14 +265,6 @@ class Command(ClaimsCommand):
             services.decide(approval.pk, decision, actor=decider, note=note)
         if status == Status.EXECUTED:
             # Execution is reported by whoever ran the command; the demo plays that part.
-            ApprovalRequest.objects.filter(pk=approval.pk).update(
-                status=Status.EXECUTED, executed_at=timezone.now()
-            )
-            record(
-                "approval.executed",
-                actor=self.actor(label=approval.requested_by),
-                obj=approval,
-                details={"kind": approval.kind, "status": Status.EXECUTED},
-            )
+            services.mark_executed(approval.pk, actor=self.actor(label=approval.requested_by))
         if status == Status.ARCHIVED:
             services.archive(approval.pk, actor=decider)

@@ -4,8 +4,15 @@ Every service takes an ``Actor`` so that the audit trail reads the same whicheve
 API, CLI, Telegram, a worker) triggered the change. Each channel builds its actor once, at its edge.
 """
 
+from __future__ import annotations
+
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 
 class Source:
@@ -24,7 +31,7 @@ class Source:
     ]
 
 
-def new_trace_id():
+def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
@@ -33,12 +40,12 @@ class Actor:
     """The user (if any) or agent behind a change, the channel it came through and its trace id."""
 
     source: str
-    user: object = None
+    user: AbstractBaseUser | AnonymousUser | None = None
     label: str = ""
     trace_id: str = field(default_factory=new_trace_id)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """A human-readable name: the label if given, else the username, else the source."""
         if self.label:
             return self.label
@@ -46,9 +53,16 @@ class Actor:
             return self.user.get_username()
         return self.source
 
-    def has_perm(self, perm):
+    @property
+    def authenticated_user(self) -> AbstractBaseUser | None:
+        """The user to store as the one who acted; None for agents, the system, anonymous."""
+        if self.user is not None and self.user.is_authenticated:
+            return self.user  # type: ignore[return-value]
+        return None
+
+    def has_perm(self, perm: str) -> bool:
         return self.user is not None and self.user.is_active and self.user.has_perm(perm)
 
 
-def system_actor(label="system"):
+def system_actor(label: str = "system") -> Actor:
     return Actor(source=Source.SYSTEM, label=label)
