@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -572,3 +573,57 @@ def _default_outcome(approval, *, actor, now):
         events.publish(events.ApprovalExpired(actor, approval, previous))
     else:
         events.publish(events.ApprovalDefaulted(actor, approval, outcome, previous))
+
+
+# --- Approval policies ----------------------------------------------------------------------
+
+
+def _policy_details(policy, **extra):
+    return {
+        "name": policy.name,
+        "kind": policy.kind,
+        "story_pattern": policy.story_pattern,
+        "rules": policies.Rules.of(policy).as_dict(),
+        **extra,
+    }
+
+
+@transaction.atomic
+def save_policy(policy, *, approver_groups, actor, changed=()):
+    """Create or change a policy and audit it; requests already open keep the rules they copied."""
+    created = policy.pk is None
+    _require(
+        actor,
+        "claims.add_approvalpolicy" if created else "claims.change_approvalpolicy",
+        "manage approval policies",
+    )
+    try:
+        policy.full_clean()
+    except ValidationError as invalid:
+        fields = {name: " ".join(texts) for name, texts in invalid.message_dict.items()}
+        raise InvalidInput(fields) from None
+    policy.save()
+    policy.approver_groups.set(approver_groups)
+    record(
+        "policy.created" if created else "policy.changed",
+        actor=actor,
+        obj=policy,
+        details=_policy_details(policy, changed=sorted(changed)),
+    )
+    return policy
+
+
+@transaction.atomic
+def delete_policy(policy, *, actor):
+    """Remove a policy; the requests that copied its rules keep them."""
+    _require(actor, "claims.delete_approvalpolicy", "manage approval policies")
+    details = _policy_details(policy)
+    object_id = policy.pk
+    policy.delete()
+    record(
+        "policy.deleted",
+        actor=actor,
+        object_type="claims.approvalpolicy",
+        object_id=object_id,
+        details=details,
+    )
