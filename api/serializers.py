@@ -5,10 +5,13 @@ lease, which decision is allowed) stay in ``claims.services``, whose ``InvalidIn
 exception handler turns into the same 400 body.
 """
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest, Claim, Vote
+from claims.policies import Rules
+from claims.voting import tally
 from telegram_bridge.models import OutboundMessage
 
 
@@ -107,6 +110,30 @@ class RefreshSerializer(HolderSerializer):
 # --- Approval requests ----------------------------------------------------------------------
 
 
+class VoteSerializer(OutputSerializer):
+    voter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Vote
+        fields = ["voter", "choice", "source", "note", "created_at", "updated_at"]
+
+
+class TallySerializer(serializers.Serializer):
+    """The votes counted against the request's policy."""
+
+    approvals = serializers.IntegerField()
+    denials = serializers.IntegerField()
+    quorum = serializers.IntegerField(help_text="Approvals needed.")
+    deny_needs_quorum = serializers.BooleanField(
+        help_text="false: any one deny denies the request (a veto)."
+    )
+    waiting_for = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Usernames of eligible approvers who have not voted (the first few).",
+    )
+    summary = serializers.CharField(help_text='E.g. "1 of 2 approvals, waiting for bob".')
+
+
 class ApprovalSerializer(OutputSerializer):
     requested_by_user = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
@@ -114,6 +141,11 @@ class ApprovalSerializer(OutputSerializer):
     decided_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    policy = serializers.SerializerMethodField(
+        help_text="The policy whose rules were copied onto the request when it was made."
+    )
+    votes = VoteSerializer(many=True, read_only=True)
+    tally = serializers.SerializerMethodField()
 
     class Meta:
         model = ApprovalRequest
@@ -135,13 +167,24 @@ class ApprovalSerializer(OutputSerializer):
             "archived_at",
             "created_at",
             "updated_at",
+            "policy",
+            "votes",
+            "tally",
         ]
+
+    def get_policy(self, approval) -> str:
+        return Rules.from_request(approval).policy
+
+    @extend_schema_field(TallySerializer)
+    def get_tally(self, approval):
+        return tally(approval).as_dict()
 
 
 class DecisionResultSerializer(ApprovalSerializer):
     changed = serializers.BooleanField(
         read_only=True,
-        help_text="false when the request was already in the asked state: nothing was done.",
+        help_text="false when your vote or decision was already so: nothing was done. A vote "
+        "counted without deciding the request is true, with the request still pending.",
     )
 
     class Meta(ApprovalSerializer.Meta):

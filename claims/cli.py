@@ -1,5 +1,8 @@
 """What the claim and approval commands share besides ``backoffice.cli``."""
 
+from .policies import Rules
+from .voting import tally
+
 
 def claim_as_dict(claim, **extra):
     """What the claim commands print about a claim."""
@@ -43,6 +46,12 @@ def approval_as_dict(approval, **extra):
         "decided_at": approval.decided_at,
         "decision_source": approval.decision_source,
         "decision_note": approval.decision_note,
+        "policy": Rules.from_request(approval).policy,
+        "votes": [
+            {"voter": vote.voter.get_username(), "choice": vote.choice, "source": vote.source}
+            for vote in approval.votes.select_related("voter")
+        ],
+        "tally": tally(approval).as_dict(),
         **extra,
     }
 

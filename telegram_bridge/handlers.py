@@ -21,6 +21,7 @@ from backoffice.actors import Actor, Source
 from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
 from claims.models import ApprovalRequest
+from claims.voting import tally
 
 from . import outbox
 from .models import InboundUpdate, TelegramAccount
@@ -202,7 +203,9 @@ def _status(sender, chat_id):
     lines = [f"<b>Waiting for a decision</b> ({len(pending[:STATUS_LIST_LIMIT])} shown)"]
     for approval in pending[:STATUS_LIST_LIMIT]:
         excerpt = escape(Truncator(" ".join(approval.text.split())).chars(60), quote=False)
-        lines.append(f"<code>{approval.short_id}</code> {approval.kind}: {excerpt}")
+        counted = tally(approval, waiting=False)
+        votes = f" ({counted.counted})" if counted.quorum > 1 else ""
+        lines.append(f"<code>{approval.short_id}</code> {approval.kind}{votes}: {excerpt}")
     if len(pending) > STATUS_LIST_LIMIT:
         lines.append("…and more; see the admin for the full list.")
     return "\n".join(lines)
