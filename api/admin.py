@@ -46,8 +46,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     search_fields = ["token_key", "user__username"]
     ordering = ["-created"]
-    fields = ["token_key", "user", "created", "expiry"]
-    readonly_fields = fields
+    readonly_fields = ("token_key", "user", "created", "expiry")
+    fields = readonly_fields
 
     def has_change_permission(self, request, obj=None):
         return False

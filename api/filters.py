@@ -5,7 +5,6 @@ from datetime import UTC
 import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 
 from audit.models import AuditEvent
@@ -43,8 +42,7 @@ class ClaimFilter(django_filters.FilterSet):
         fields = ["owner", "agent_id", "story", "todolist", "state"]
 
     def filter_state(self, queryset, name, value):
-        live = Q(released_at__isnull=True, expires_at__gt=timezone.now())
-        return queryset.filter(live) if value == "live" else queryset.exclude(live)
+        return queryset.live() if value == "live" else queryset.ended()
 
 
 class ApprovalFilter(django_filters.FilterSet):

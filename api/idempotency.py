@@ -62,22 +62,25 @@ def claim_key(user, key, digest):
     now = timezone.now()
     IdempotencyKey.objects.filter(user=user, key=key, expires_at__lte=now).delete()
     try:
-        with transaction.atomic():
-            claimed = IdempotencyKey.objects.create(
-                user=user,
-                key=key,
-                request_hash=digest,
-                expires_at=now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
-            )
-            return claimed, None
+        row, created = IdempotencyKey.objects.get_or_create(
+            user=user,
+            key=key,
+            defaults={
+                "request_hash": digest,
+                "expires_at": now + timedelta(seconds=settings.API_IDEMPOTENCY_TTL),
+            },
+        )
     except IntegrityError:
-        stored = IdempotencyKey.objects.filter(user=user, key=key).first()
-    if stored is not None and stored.request_hash != digest:
+        # The request holding the key failed and released it between our insert and our look;
+        # a retry runs.
+        raise KeyInUse() from None
+    if created:
+        return row, None
+    if row.request_hash != digest:
         raise KeyReused()
-    if stored is None or stored.in_progress:
-        # None: the request holding the key failed and released it a moment ago; a retry runs.
+    if row.in_progress:
         raise KeyInUse()
-    return None, stored
+    return None, row
 
 
 def idempotent(action):

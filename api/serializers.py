@@ -5,11 +5,16 @@ lease, which decision is allowed) stay in ``claims.services``, whose ``InvalidIn
 exception handler turns into the same 400 body.
 """
 
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from claims.models import ApprovalRequest, Claim, Vote
+from claims.models import ApprovalRequest, Claim, Vote, max_length
 from claims.policies import Rules
 from claims.voting import tally
 from telegram_bridge.models import OutboundMessage
@@ -23,6 +28,8 @@ class OutputSerializer(serializers.ModelSerializer):
     reuses them, as DRF's ``ListSerializer`` reuses one child for every item of a list. That is
     only safe for fields that keep no per-request state: these read no ``context``.
     """
+
+    _shared: ClassVar[OutputSerializer]
 
     @classmethod
     def represent(cls, instance):
@@ -82,13 +89,15 @@ class GrantSerializer(ClaimSerializer):
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    story = serializers.CharField(max_length=200)
-    todolist = serializers.CharField(max_length=200)
+    story = serializers.CharField(max_length=max_length(Claim, "story"))
+    todolist = serializers.CharField(max_length=max_length(Claim, "todolist"))
     owner = serializers.CharField(
-        max_length=150, required=False, help_text="Who holds the lease; defaults to your username."
+        max_length=max_length(Claim, "owner"),
+        required=False,
+        help_text="Who holds the lease; defaults to your username.",
     )
-    agent_id = serializers.CharField(max_length=150)
-    fingerprint = serializers.CharField(max_length=200)
+    agent_id = serializers.CharField(max_length=max_length(Claim, "agent_id"))
+    fingerprint = serializers.CharField(max_length=max_length(Claim, "fingerprint"))
     ttl_seconds = serializers.IntegerField(
         required=False, min_value=1, help_text="Lease length; defaults to CLAIM_DEFAULT_TTL."
     )
@@ -97,8 +106,12 @@ class ClaimRequestSerializer(serializers.Serializer):
 class HolderSerializer(serializers.Serializer):
     """Proof of holdership: the agent id or the fingerprint the lease was claimed with."""
 
-    agent_id = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    fingerprint = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    agent_id = serializers.CharField(
+        max_length=max_length(Claim, "agent_id"), required=False, allow_blank=True
+    )
+    fingerprint = serializers.CharField(
+        max_length=max_length(Claim, "fingerprint"), required=False, allow_blank=True
+    )
 
 
 class RefreshSerializer(HolderSerializer):
@@ -111,7 +124,9 @@ class RefreshSerializer(HolderSerializer):
 
 
 class VoteSerializer(OutputSerializer):
-    voter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    voter: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = Vote
@@ -135,10 +150,10 @@ class TallySerializer(serializers.Serializer):
 
 
 class ApprovalSerializer(OutputSerializer):
-    requested_by_user = serializers.SlugRelatedField(
+    requested_by_user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    decided_by = serializers.SlugRelatedField(
+    decided_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
     policy = serializers.SerializerMethodField(
@@ -193,10 +208,12 @@ class DecisionResultSerializer(ApprovalSerializer):
 
 class ApprovalRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApprovalRequest.Kind.choices)
-    text = serializers.CharField(max_length=4000)
+    text = serializers.CharField(max_length=max_length(ApprovalRequest, "text"))
     payload = serializers.DictField(required=False, help_text="Machine-readable detail.")
     requested_by = serializers.CharField(
-        max_length=150, required=False, help_text="Who asks; defaults to your username."
+        max_length=max_length(ApprovalRequest, "requested_by"),
+        required=False,
+        help_text="Who asks; defaults to your username.",
     )
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
@@ -204,14 +221,21 @@ class ApprovalRequestSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    note = serializers.CharField(
+        max_length=max_length(ApprovalRequest, "decision_note"),
+        required=False,
+        allow_blank=True,
+        default="",
+    )
 
 
 # --- Audit trail and outbox -----------------------------------------------------------------
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    actor: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AuditEvent

@@ -13,10 +13,9 @@ from rest_framework.response import Response
 
 from audit.models import AuditEvent
 from claims import services
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_approval, get_claim
-from telegram_bridge import outbox
-from telegram_bridge.models import OutboundMessage
+from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
 from .exceptions import error_body
@@ -197,19 +196,19 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def approve(self, request, pk=None):
-        return self._decide(request, pk, "approve")
+        return self._decide(request, pk, Decision.APPROVE)
 
     @_decision_schema("Vote to deny")
     @action(detail=True, methods=["post"])
     @idempotent
     def deny(self, request, pk=None):
-        return self._decide(request, pk, "deny")
+        return self._decide(request, pk, Decision.DENY)
 
     @_decision_schema("Postpone")
     @action(detail=True, methods=["post"])
     @idempotent
     def postpone(self, request, pk=None):
-        return self._decide(request, pk, "postpone")
+        return self._decide(request, pk, Decision.POSTPONE)
 
     @extend_schema(
         summary="Archive a finished request",
@@ -263,7 +262,7 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
 
     lookup_value_regex = "[^/]+"
 
-    queryset = OutboundMessage.objects.order_by("id")
+    queryset = outbox.messages().order_by("id")
     serializer_class = OutboundMessageSerializer
     filterset_class = OutboundMessageFilter
     permission_classes = [StaffCanView]
@@ -277,6 +276,6 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def requeue(self, request, pk=None):
-        requeued = outbox.requeue(pk, actor=api_actor(request))
-        message = OutboundMessage.objects.get(pk=int(pk))
+        requeued = dead_letters.requeue(pk, actor=api_actor(request))
+        message = outbox.get(pk)
         return Response({**OutboundMessageSerializer.represent(message), "requeued": requeued})

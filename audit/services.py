@@ -12,9 +12,8 @@ def record(action, *, actor, obj=None, object_type="", object_id="", details=Non
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
-    user = actor.user if actor.user is not None and actor.user.is_authenticated else None
     return AuditEvent.objects.create(
-        actor=user,
+        actor=actor.authenticated_user,
         actor_label=actor.name,
         action=action,
         source=actor.source,

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 class Source:
@@ -40,7 +39,7 @@ class Actor:
     """The user (if any) or agent behind a change, the channel it came through and its trace id."""
 
     source: str
-    user: AbstractBaseUser | AnonymousUser | None = None
+    user: User | AnonymousUser | None = None
     label: str = ""
     trace_id: str = field(default_factory=new_trace_id)
 
@@ -54,10 +53,10 @@ class Actor:
         return self.source
 
     @property
-    def authenticated_user(self) -> AbstractBaseUser | None:
+    def authenticated_user(self) -> User | None:
         """The user to store as the one who acted; None for agents, the system, anonymous."""
         if self.user is not None and self.user.is_authenticated:
-            return self.user  # type: ignore[return-value]
+            return self.user
         return None
 
     def has_perm(self, perm: str) -> bool:

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -56,7 +56,8 @@ class JsonCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except DomainError as error:
-            if not self._called_from_command_line or options.get("traceback"):
+            from_command_line = getattr(self, "_called_from_command_line", False)
+            if not from_command_line or options.get("traceback"):
                 raise
             self.stderr.write(as_json(error.as_dict()), style_func=lambda text: text)
             sys.exit(exit_code_for(error))
@@ -64,11 +65,11 @@ class JsonCommand(BaseCommand):
     def write_json(self, data: Any) -> None:
         self.stdout.write(as_json(data), style_func=lambda text: text)
 
-    def actor(self, user: AbstractBaseUser | None = None, label: str = "") -> Actor:
+    def actor(self, user: User | None = None, label: str = "") -> Actor:
         """The CLI actor: the named user, or a label such as the agent id."""
         return Actor(source=Source.CLI, user=user, label=label)
 
-    def get_user(self, username: str) -> AbstractBaseUser:
+    def get_user(self, username: str) -> User:
         """The active user named ``username``; an unknown name is bad input, not a crash."""
         User = get_user_model()
         user = User._default_manager.filter(

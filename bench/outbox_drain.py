@@ -11,7 +11,7 @@ least 28 messages/s (Telegram allows 30) and no self-inflicted 429 at all.
 
 ``--mode tasks`` (default) is what production does with a burst: ``--processes`` real
 ``manage.py qcluster`` processes run the per-message delivery tasks, plus one sweep each (its
-bulk drain), as their schedule would start it. ``--mode drain`` runs ``outbox.drain()`` in
+bulk drain), as their schedule would start it. ``--mode drain`` runs ``delivery.drain()`` in
 ``--processes`` plain processes, the bulk path alone.
 """
 
@@ -67,8 +67,8 @@ def enqueue(messages, chats):
 
 
 def start_drains(count, env, log_dir):
-    """``count`` processes that each run ``outbox.drain()`` until nothing is due."""
-    code = "from telegram_bridge import outbox; print(outbox.drain())"
+    """``count`` processes that each run ``delivery.drain()`` until nothing is due."""
+    code = "from telegram_bridge import outbox; print(delivery.drain())"
     processes = []
     for n in range(count):
         with (log_dir / f"drain-{n}.log").open("wb") as log:

@@ -20,7 +20,7 @@ from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
 from .decision_times import WINDOWS_DAYS, decision_times
-from .models import ApprovalPolicy, ApprovalRequest, Claim, Vote
+from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
 from .policies import Rules
 from .voting import tally
 
@@ -77,7 +77,7 @@ def report(request, done, changed, skipped, votes=()):
     messages.add_message(request, level, text)
 
 
-class AuditHistoryMixin:
+class AuditHistoryMixin(admin.ModelAdmin):
     """Shows the object's audit events, oldest first, at the bottom of its change page."""
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -102,11 +102,10 @@ class LeaseStateFilter(admin.SimpleListFilter):
         return [("live", "Live"), ("expired", "Expired"), ("released", "Released")]
 
     def queryset(self, request, queryset):
-        now = timezone.now()
         if self.value() == "live":
-            return queryset.filter(pk__in=selectors.live_claims(now).values("pk"))
+            return queryset.live()
         if self.value() == "expired":
-            return queryset.filter(released_at__isnull=True, expires_at__lte=now)
+            return queryset.ended().filter(released_at__isnull=True)
         if self.value() == "released":
             return queryset.filter(released_at__isnull=False)
         return queryset
@@ -176,13 +175,8 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 
 # --- Approval requests ----------------------------------------------------------------------
 
-DONE = {
-    "approve": "approved",
-    "deny": "denied",
-    "postpone": "postponed",
-    "reopen": "reopened",
-    "archive": "archived",
-}
+# Every step a button or an action may take, and what the request then is.
+DONE = {**dict(Decision.choices), "archive": "archived"}
 
 
 class VoteInline(admin.TabularInline):
@@ -190,8 +184,7 @@ class VoteInline(admin.TabularInline):
 
     model = Vote
     extra = 0
-    fields = ["voter", "choice", "source", "note", "created_at", "updated_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("voter", "choice", "source", "note", "created_at", "updated_at")
     verbose_name_plural = "votes"
 
     def has_view_permission(self, request, obj=None):
@@ -278,8 +271,8 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     def get_search_results(self, request, queryset, search_term):
         """Also find requests by the first hex digits of their id, as shown in the list."""
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        prefix = search_term.strip().lower().replace("-", "")
-        if len(prefix) >= selectors.MIN_ID_PREFIX and all(c in "0123456789abcdef" for c in prefix):
+        prefix = selectors.id_prefix(search_term)
+        if prefix is not None:
             by_id = selectors.approvals_with_id_prefix(prefix).values("pk")
             results = queryset.filter(Q(pk__in=results.values("pk")) | Q(pk__in=by_id))
         return results, may_have_duplicates
@@ -306,7 +299,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         return decide
 
     def _run(self, request, queryset, step, note=""):
-        votes = []
+        votes: list[str] = []
         changed, skipped = apply_each(
             queryset,
             self._step(request, step, note, votes),
@@ -317,15 +310,15 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     @admin.action(description="Approve the selected requests", permissions=["decide"])
     def approve(self, request, queryset):
-        self._run(request, queryset, "approve")
+        self._run(request, queryset, Decision.APPROVE)
 
     @admin.action(description="Deny the selected requests", permissions=["decide"])
     def deny(self, request, queryset):
-        self._run(request, queryset, "deny")
+        self._run(request, queryset, Decision.DENY)
 
     @admin.action(description="Postpone the selected requests", permissions=["decide"])
     def postpone(self, request, queryset):
-        self._run(request, queryset, "postpone")
+        self._run(request, queryset, Decision.POSTPONE)
 
     @admin.action(description="Archive the selected requests", permissions=["archive"])
     def archive(self, request, queryset):
@@ -345,7 +338,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
 
     def available_steps(self, request, approval):
         """The buttons to show: steps the request's status allows and the user may take."""
-        steps = []
+        steps: list[str] = []
         if self.has_decide_permission(request) and approval.expires_at > timezone.now():
             steps += [
                 step

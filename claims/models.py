@@ -1,11 +1,36 @@
 import uuid
+from datetime import datetime
 from fnmatch import fnmatchcase
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+
+def _live(now: datetime | None = None) -> Q:
+    """The rule for a live lease, as a query: not released and not yet expired."""
+    return Q(released_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+def max_length(model: type[models.Model], field: str) -> int:
+    """The longest value ``model.field`` takes: the one limit the services, the API and the
+    forms all check against."""
+    limit = model._meta.get_field(field).max_length  # type: ignore[union-attr]
+    assert limit is not None, f"{model.__name__}.{field} has no max_length"
+    return limit
+
+
+class ClaimQuerySet(models.QuerySet["Claim"]):
+    def live(self, now: datetime | None = None) -> "ClaimQuerySet":
+        """Leases held right now."""
+        return self.filter(_live(now))
+
+    def ended(self, now: datetime | None = None) -> "ClaimQuerySet":
+        """Leases released or expired: free to be claimed."""
+        return self.exclude(_live(now))
 
 
 class Claim(models.Model):
@@ -30,6 +55,8 @@ class Claim(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ClaimQuerySet.as_manager()
+
     class Meta:
         ordering = ["story", "todolist"]
         constraints = [
@@ -44,9 +71,9 @@ class Claim(models.Model):
     def work_item(self):
         return f"{self.story}/{self.todolist}"
 
-    def is_live(self, now=None):
-        now = now or timezone.now()
-        return self.released_at is None and self.expires_at > now
+    def is_live(self, now: datetime | None = None) -> bool:
+        """The rule of ``ClaimQuerySet.live()``, for a claim in hand."""
+        return self.released_at is None and self.expires_at > (now or timezone.now())
 
     def seconds_left(self, now=None):
         """Whole seconds until the lease ends; 0 once it is released or expired."""
@@ -183,6 +210,15 @@ class ApprovalPolicy(models.Model):
             raise ValidationError(errors)
 
 
+class Decision(models.TextChoices):
+    """What an approver may decide about a request; the label is what the request then is."""
+
+    APPROVE = "approve", "approved"
+    DENY = "deny", "denied"
+    POSTPONE = "postpone", "postponed"
+    REOPEN = "reopen", "reopened"
+
+
 class ApprovalRequest(models.Model):
     """A question to a human: may this claim, command or release manifest go ahead?"""
 
@@ -209,7 +245,9 @@ class ApprovalRequest(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    text = models.TextField(help_text="What is asked, in words an approver understands.")
+    text = models.TextField(
+        max_length=4000, help_text="What is asked, in words an approver understands."
+    )
     payload = models.JSONField(
         default=dict, blank=True, help_text="Machine-readable detail: the command, the manifest."
     )
@@ -236,7 +274,7 @@ class ApprovalRequest(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_source = models.CharField(max_length=16, choices=DecisionSource.choices, blank=True)
-    decision_note = models.TextField(blank=True)
+    decision_note = models.TextField(max_length=2000, blank=True)
     expires_at = models.DateTimeField(db_index=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)

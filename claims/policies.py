@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.models import AbstractBaseUser, AbstractUser, AnonymousUser, Group
 from django.db.models import Q, QuerySet
 
 from .models import ApprovalPolicy, ApprovalRequest, Claim
@@ -142,12 +142,13 @@ def requester_may_vote(rules: Rules) -> bool:
 def voting_groups(approval: ApprovalRequest, rules: Rules) -> tuple[int, ...]:
     """The groups whose members may vote now; empty: everyone who may decide requests."""
     groups = rules.approver_groups
-    if groups and rules.widen_on_escalation and approval.escalated_at is not None:
+    widened = rules.widen_on_escalation and approval.escalated_at is not None
+    if groups and widened and rules.escalation_group is not None:
         groups = (*groups, rules.escalation_group)
-    return tuple(group for group in groups if group is not None)
+    return groups
 
 
-def refusal(approval: ApprovalRequest, user: AbstractBaseUser | AnonymousUser | None) -> str:
+def refusal(approval: ApprovalRequest, user: AbstractUser | AnonymousUser | None) -> str:
     """Why ``user`` may not vote on ``approval``, or an empty string when they may."""
     rules = Rules.from_request(approval)
     if user is None or not user.is_authenticated:

@@ -3,7 +3,6 @@
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.utils import timezone
 
 from backoffice.errors import InvalidInput, NotFound
@@ -29,16 +28,6 @@ def find_claim(story, todolist):
         raise NotFound(f"No claim on {story}/{todolist}.") from None
 
 
-def live_claims(now=None):
-    return Claim.objects.filter(released_at__isnull=True, expires_at__gt=now or timezone.now())
-
-
-def expired_claims(now=None):
-    return Claim.objects.filter(
-        Q(released_at__isnull=False) | Q(expires_at__lte=now or timezone.now())
-    )
-
-
 def get_approval(approval_id, *, lock=False):
     """The request with ``approval_id``; ``lock`` holds its row until the transaction ends."""
     queryset = ApprovalRequest.objects.select_for_update() if lock else ApprovalRequest.objects
@@ -49,10 +38,19 @@ def get_approval(approval_id, *, lock=False):
         raise NotFound(f"No approval request with id {approval_id}.") from None
 
 
-def find_approval_by_prefix(prefix):
-    """The one request whose id starts with ``prefix`` (hex, at least six characters)."""
-    cleaned = prefix.strip().lower().replace("-", "")
+def id_prefix(text: str) -> str | None:
+    """``text`` as the start of a request id (lower-case hex, no dashes), or None if it is not
+    one: fewer than ``MIN_ID_PREFIX`` characters, or not hexadecimal."""
+    cleaned = text.strip().lower().replace("-", "")
     if len(cleaned) < MIN_ID_PREFIX or any(c not in "0123456789abcdef" for c in cleaned):
+        return None
+    return cleaned
+
+
+def find_approval_by_prefix(prefix: str) -> ApprovalRequest:
+    """The one request whose id starts with ``prefix`` (hex, at least six characters)."""
+    cleaned = id_prefix(prefix)
+    if cleaned is None:
         raise InvalidInput(
             {"id": f"give at least {MIN_ID_PREFIX} hexadecimal characters of the request id"}
         )

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
@@ -18,7 +18,7 @@ from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 
 from . import events, policies, voting
 from .errors import ClaimConflict, NotHolder
-from .models import ApprovalPolicy, ApprovalRequest, Claim, Vote
+from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote, max_length
 from .selectors import get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
@@ -74,11 +74,11 @@ def _ttl(fields, ttl_seconds):
 
 def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
     """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
-    fields = {}
+    fields: dict[str, str] = {}
     holder = {
-        "owner": _text(fields, "owner", owner, 150),
-        "agent_id": _text(fields, "agent_id", agent_id, 150),
-        "fingerprint": _text(fields, "fingerprint", fingerprint, 200),
+        "owner": _text(fields, "owner", owner, max_length(Claim, "owner")),
+        "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
+        "fingerprint": _text(fields, "fingerprint", fingerprint, max_length(Claim, "fingerprint")),
         "ttl_seconds": _ttl(fields, ttl_seconds),
     }
     if fields:
@@ -121,9 +121,9 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     taken over. Safe under concurrency: the row is locked, and a race to create it is settled by
     the unique constraint.
     """
-    fields = {}
-    story = _text(fields, "story", story, 200)
-    todolist = _text(fields, "todolist", todolist, 200)
+    fields: dict[str, str] = {}
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
     try:
         holder = _holder_fields(owner, agent_id, fingerprint, ttl_seconds)
     except InvalidInput as invalid:
@@ -131,23 +131,19 @@ def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, ac
     if fields:
         raise InvalidInput(fields)
     now = timezone.now()
-    current = Claim.objects.select_for_update().filter(story=story, todolist=todolist).first()
-    if current is None:
-        try:
-            with transaction.atomic():
-                current = Claim.objects.create(
-                    story=story,
-                    todolist=todolist,
-                    acquired_at=now,
-                    expires_at=now + timedelta(seconds=holder["ttl_seconds"]),
-                    **holder,
-                )
-        except IntegrityError:
-            current = Claim.objects.select_for_update().get(story=story, todolist=todolist)
-        else:
-            record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
-            events.publish(events.ClaimAcquired(actor, current))
-            return Granted(current, "acquired")
+    current, created = Claim.objects.select_for_update().get_or_create(
+        story=story,
+        todolist=todolist,
+        defaults={
+            "acquired_at": now,
+            "expires_at": now + timedelta(seconds=holder["ttl_seconds"]),
+            **holder,
+        },
+    )
+    if created:
+        record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
+        events.publish(events.ClaimAcquired(actor, current))
+        return Granted(current, "acquired")
 
     same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
     if current.is_live(now) and not same_holder:
@@ -197,7 +193,7 @@ def _check_holder(claim, agent_id, fingerprint):
 @transaction.atomic
 def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
     """Extend the holder's lease from now, optionally with a new TTL."""
-    fields = {}
+    fields: dict[str, str] = {}
     ttl_seconds = _ttl(fields, ttl_seconds)
     if not (agent_id or fingerprint):
         fields["agent_id"] = "give the agent id or the fingerprint of the holder"
@@ -288,15 +284,13 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
     The policy's rules are copied onto the request; it expires after the policy's deadline
     (``APPROVAL_EXPIRY`` seconds under the default policy).
     """
-    fields = {}
+    fields: dict[str, str] = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
-    text = (text or "").strip()
-    if not text:
-        fields["text"] = "must not be empty"
-    elif len(text) > 4000:
-        fields["text"] = "must be at most 4000 characters"
-    requested_by = _text(fields, "requested_by", requested_by, 150)
+    text = _text(fields, "text", text, max_length(ApprovalRequest, "text"))
+    requested_by = _text(
+        fields, "requested_by", requested_by, max_length(ApprovalRequest, "requested_by")
+    )
     if payload is not None and not isinstance(payload, dict):
         fields["payload"] = "must be an object"
     linked_claim = None
@@ -315,9 +309,7 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
         text=text,
         payload=payload or {},
         requested_by=requested_by,
-        requested_by_user=actor.user
-        if actor.user is not None and actor.user.is_authenticated
-        else None,
+        requested_by_user=actor.authenticated_user,
         claim=linked_claim,
         policy=policy,
         rules=rules.as_dict(),
@@ -335,18 +327,12 @@ def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=
     return approval
 
 
-# Which decisions may be taken from which status, and the status a repeat leaves untouched.
+# The status each decision leads to, and the statuses it may be taken from.
 DECISIONS = {
-    "approve": (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
-    "deny": (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
-    "postpone": (Status.POSTPONED, {Status.PENDING}),
-    "reopen": (Status.PENDING, {Status.POSTPONED}),
-}
-DECISION_ACTIONS = {
-    "approve": "approval.approved",
-    "deny": "approval.denied",
-    "postpone": "approval.postponed",
-    "reopen": "approval.reopened",
+    Decision.APPROVE: (Status.APPROVED, ApprovalRequest.AWAITING_DECISION),
+    Decision.DENY: (Status.DENIED, ApprovalRequest.AWAITING_DECISION),
+    Decision.POSTPONE: (Status.POSTPONED, {Status.PENDING}),
+    Decision.REOPEN: (Status.PENDING, {Status.POSTPONED}),
 }
 
 
@@ -360,8 +346,12 @@ def decide(approval_id, decision, *, actor, note=""):
     request already decided another way raises ``InvalidTransition``. The row is locked, so of
     two concurrent last votes exactly one decides.
     """
-    if decision not in DECISIONS:
-        raise InvalidInput({"decision": f"must be one of {', '.join(DECISIONS)}"})
+    if decision not in Decision.values:
+        raise InvalidInput({"decision": f"must be one of {', '.join(Decision.values)}"})
+    decision = Decision(decision)
+    if len(note) > max_length(ApprovalRequest, "decision_note"):
+        limit = max_length(ApprovalRequest, "decision_note")
+        raise InvalidInput({"note": f"must be at most {limit} characters"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
@@ -406,7 +396,12 @@ def _vote(approval, choice, *, actor, note):
             for v in approval.votes.select_related("voter")
         ]
         settled = _settle(
-            approval, counted.outcome, actor=actor, note=note, now=timezone.now(), votes=votes
+            approval,
+            Decision(counted.outcome),
+            actor=actor,
+            note=note,
+            now=timezone.now(),
+            votes=votes,
         )
         return Decided(settled, True, counted)
     approval.save(update_fields=["updated_at"])
@@ -426,9 +421,10 @@ def _settle(approval, decision, *, actor, note, now, **details):
     """Move ``approval`` to the status ``decision`` leads to, audited and announced."""
     previous = approval.status
     approval.status = DECISIONS[decision][0]
-    approval.decided_by = actor.user if decision != "reopen" else None
-    approval.decided_at = now if decision != "reopen" else None
-    approval.decision_source = actor.source if decision != "reopen" else ""
+    reopened = decision == Decision.REOPEN
+    approval.decided_by = None if reopened else actor.authenticated_user
+    approval.decided_at = None if reopened else now
+    approval.decision_source = "" if reopened else actor.source
     approval.decision_note = note
     approval.save(
         update_fields=[
@@ -441,7 +437,7 @@ def _settle(approval, decision, *, actor, note, now, **details):
         ]
     )
     record(
-        DECISION_ACTIONS[decision],
+        f"approval.{decision.label}",
         actor=actor,
         obj=approval,
         details=_approval_details(approval, previous_status=previous, note=note, **details),
@@ -540,7 +536,7 @@ DEFAULT_DECISIONS = {
 
 def _default_outcome(approval, *, actor, now):
     rules = policies.Rules.from_request(approval)
-    outcome = rules.default_outcome
+    outcome = ApprovalPolicy.Outcome(rules.default_outcome)
     denied = approval.votes.filter(choice=Vote.Choice.DENY).exists()
     objected = denied or approval.status != Status.PENDING
     if outcome == ApprovalPolicy.Outcome.APPROVE and (objected or not rules.low_risk):

@@ -1,11 +1,11 @@
 """Linking Telegram users to Django users: only a linked approver may decide from Telegram."""
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from .models import TelegramAccount
 
 
-def link(user: AbstractBaseUser, telegram_user_id: int, username: str = "") -> TelegramAccount:
+def link(user: User, telegram_user_id: int, username: str = "") -> TelegramAccount:
     """Link ``telegram_user_id`` to ``user``, unless it is linked already (to anyone)."""
     account, _ = TelegramAccount.objects.get_or_create(
         telegram_user_id=telegram_user_id,

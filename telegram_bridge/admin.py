@@ -1,8 +1,8 @@
 """The bridge in the admin: dead letters to requeue, account links, and inbound updates to read.
 
 Outbound messages are written by the outbox only, so they are read-only here; the one thing staff
-can do is requeue failed or dead ones, which goes through ``outbox.requeue`` (permission check and
-audit included) after a confirmation page.
+can do is requeue failed or dead ones, which goes through ``dead_letters.requeue`` (permission
+check and audit included) after a confirmation page.
 """
 
 from django.contrib import admin, messages
@@ -18,7 +18,7 @@ from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import ReadOnlyAdminMixin
 from backoffice.errors import DomainError
 
-from . import outbox
+from . import dead_letters
 from .models import InboundUpdate, OutboundMessage, TelegramAccount
 
 Status = OutboundMessage.Status
@@ -54,7 +54,7 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         value = self.value()
         if value is None:
-            return queryset.filter(status__in=outbox.REQUEUABLE)
+            return queryset.filter(status__in=dead_letters.REQUEUABLE)
         if value == self.ALL:
             return queryset
         return queryset.filter(status=value)
@@ -80,7 +80,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in OutboundMessage._meta.fields]
 
     def has_requeue_permission(self, request):
-        return request.user.has_perm(outbox.REQUEUE_PERMISSION)
+        return request.user.has_perm(dead_letters.REQUEUE_PERMISSION)
 
     def get_list_display(self, request):
         if self.has_requeue_permission(request):
@@ -99,7 +99,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="")
     def requeue_button(self, message):
-        if message.status not in outbox.REQUEUABLE:
+        if message.status not in dead_letters.REQUEUABLE:
             return ""
         url = reverse("admin:telegram_bridge_outboundmessage_requeue", args=[message.pk])
         return format_html('<a class="button" href="{}">Requeue…</a>', url)
@@ -144,10 +144,10 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, CONFIRMATION_TEMPLATE, context)
 
     def _requeue(self, request, queryset):
-        """Requeue each message through the outbox and say what happened to every one."""
+        """Requeue each message through dead_letters and say what happened to every one."""
         actor = Actor(source=Source.ADMIN, user=request.user)
         try:
-            report = outbox.requeue_many([message.pk for message in queryset], actor=actor)
+            report = dead_letters.requeue_many([message.pk for message in queryset], actor=actor)
         except DomainError as error:
             self.message_user(request, error.message, messages.ERROR)
             return

@@ -16,6 +16,7 @@ records of requests and urllib3) goes through ``backoffice.redaction.redact`` fi
 import logging
 import os
 import threading
+from typing import Any
 
 import requests
 from django.conf import settings
@@ -23,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from backoffice.redaction import redact
+from backoffice.redaction import RedactSecretsFilter, redact
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _NON_IDEMPOTENT_PREFIXES = ("send", "forward", "copy")
 _IDEMPOTENT_SENDS = frozenset({"sendchataction"})
 
 
-def is_idempotent(method):
+def is_idempotent(method: str) -> bool:
     """Whether calling ``method`` twice has the same effect as calling it once."""
     name = method.lower()
     return name in _IDEMPOTENT_SENDS or not name.startswith(_NON_IDEMPOTENT_PREFIXES)
@@ -47,7 +48,15 @@ class BotApiError(Exception):
 
     permanent = False
 
-    def __init__(self, method, description, *, status_code=None, error_code=None, retry_after=None):
+    def __init__(
+        self,
+        method: str,
+        description: str,
+        *,
+        status_code: int | None = None,
+        error_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.method = method
         self.description = redact(description) or ""
         self.status_code = status_code
@@ -63,12 +72,14 @@ class RetryAfter(BotApiError):
     treated as that chat's limit, so only that chat is paused; any other call pauses every send.
     """
 
-    def __init__(self, method, description, *, chat_id=None, **kwargs):
+    def __init__(
+        self, method: str, description: str, *, chat_id: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(method, description, **kwargs)
         self.chat_id = chat_id
 
     @property
-    def chat_scoped(self):
+    def chat_scoped(self) -> bool:
         return self.chat_id is not None
 
 
@@ -86,25 +97,24 @@ class PermanentError(BotApiError):
     permanent = True
 
 
-class RedactSecrets(logging.Filter):
-    """Rewrites records of the HTTP libraries, which put request URLs (and so the token) in them."""
-
-    def filter(self, record):
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
+# The HTTP libraries put request URLs (and so the token) in their records. The handlers in
+# settings.LOGGING redact every record they write; these loggers redact at the source too, so a
+# handler configured elsewhere (a test's capture, a library's own) never sees the token either.
 for _name in ("urllib3", "urllib3.connectionpool", "urllib3.util.retry", "requests"):
-    logging.getLogger(_name).addFilter(RedactSecrets())
+    logging.getLogger(_name).addFilter(RedactSecretsFilter())
 
 
 class BotClient:
     """A Bot API client; defaults come from the ``TELEGRAM_*`` settings."""
 
-    def __init__(self, *, token=None, base_url=None, connect_timeout=None, read_timeout=None):
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
         self.token = settings.TELEGRAM_BOT_TOKEN if token is None else token
         base_url = settings.TELEGRAM_API_BASE_URL if base_url is None else base_url
         self.base_url = base_url.rstrip("/")
@@ -117,7 +127,7 @@ class BotClient:
             False: self._session(read_retries=False),
         }
 
-    def _session(self, *, read_retries):
+    def _session(self, *, read_retries: int | bool) -> requests.Session:
         """A session whose adapter retries connection errors and 5xx answers.
 
         ``read_retries=False`` makes urllib3 raise a read error at once instead of sending the
@@ -148,7 +158,9 @@ class BotClient:
         session.mount("http://", adapter)
         return session
 
-    def call(self, method, payload=None, *, timeout=None):
+    def call(
+        self, method: str, payload: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         """POST ``payload`` as JSON to ``method``; return its ``result`` or raise ``BotApiError``.
 
         ``timeout`` replaces the read timeout for this call (a long poll needs its own).
@@ -170,12 +182,12 @@ class BotClient:
         logger.info("Bot API %s failed: %s", method, error.description)
         raise error
 
-    def close(self):
+    def close(self) -> None:
         for session in self._sessions.values():
             session.close()
 
 
-def _transport_error(method, exc):
+def _transport_error(method: str, exc: requests.RequestException) -> TransientError:
     """Our error for a request that got no HTTP answer (after urllib3's retries)."""
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, MaxRetryError):
@@ -187,7 +199,7 @@ def _transport_error(method, exc):
     return TransientError(method, f"connection failed: {exc}")
 
 
-def _result(method, payload, response):
+def _result(method: str, payload: dict[str, Any], response: requests.Response) -> Any:
     """The ``result`` of an ``ok`` answer; otherwise raise the matching ``BotApiError``."""
     try:
         body = response.json()
@@ -203,7 +215,9 @@ def _result(method, payload, response):
     raise error
 
 
-def _api_error(method, payload, response, body):
+def _api_error(
+    method: str, payload: dict[str, Any], response: requests.Response, body: dict[str, Any]
+) -> BotApiError:
     status = response.status_code
     error_code = body.get("error_code")
     code = error_code or status
@@ -224,9 +238,11 @@ def _api_error(method, payload, response, body):
     return BotApiError(method, description, **kwargs)
 
 
-def _retry_after(body, response):
+def _retry_after(body: dict[str, Any], response: requests.Response) -> float | None:
     parameters = body.get("parameters") or {}
     for value in (parameters.get("retry_after"), response.headers.get("Retry-After")):
+        if value is None:
+            continue
         try:
             return max(float(value), 0.0)
         except (TypeError, ValueError):
@@ -237,7 +253,7 @@ def _retry_after(body, response):
 _local = threading.local()
 
 
-def get_client():
+def get_client() -> BotClient:
     """This thread's client, rebuilt when the settings it was built from change.
 
     Keyed on the process id too, so a worker forked from a parent never shares its connections.

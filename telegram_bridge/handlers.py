@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from html import escape
 
+from django.contrib.auth.models import User
 from django.utils.text import Truncator
 
 from audit.services import record
 from backoffice.actors import Actor, Source
 from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
-from claims.models import ApprovalRequest
+from claims.models import ApprovalRequest, Decision
 from claims.voting import tally
 
 from . import outbox
@@ -29,7 +30,8 @@ from .models import InboundUpdate, TelegramAccount
 Status = InboundUpdate.Status
 
 BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
-DECIDING_COMMANDS = {"approve": "approve", "deny": "deny"}
+# The decisions a button or a text command may take.
+DECIDING = (Decision.APPROVE, Decision.DENY)
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
 STATUS_LIST_LIMIT = 20
@@ -53,7 +55,7 @@ class Sender:
 
     telegram_id: int
     username: str
-    user: object = None
+    user: User | None = None
 
     @classmethod
     def from_update(cls, from_user):
@@ -160,8 +162,8 @@ def on_message(message):
         return Status.IGNORED
     command, *arguments = text.split()
     command = command[1:].split("@", 1)[0].lower()
-    if command in DECIDING_COMMANDS:
-        reply = _decide_by_prefix(sender, DECIDING_COMMANDS[command], arguments, chat_id)
+    if command in DECIDING:
+        reply = _decide_by_prefix(sender, Decision(command), arguments, chat_id)
     elif command == "status":
         reply = _status(sender, chat_id)
     elif command in ("help", "start"):

@@ -9,12 +9,11 @@ handler failure never takes the worker down with it.
 import logging
 import math
 import os
-from contextlib import nullcontext
 from datetime import timedelta
 from functools import lru_cache, partial
 from typing import NamedTuple
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -61,22 +60,16 @@ def store(update, *, dispatch=True):
         payload = _storable(update)
     except RecursionError:
         raise InvalidInput({"update": "is nested too deeply"}) from None
-    # One INSERT commits by itself, which keeps the webhook to a single round trip; inside a
-    # caller's transaction a savepoint keeps a duplicate from spoiling the rest of it.
-    in_transaction = transaction.get_connection().in_atomic_block
-    try:
-        with transaction.atomic() if in_transaction else nullcontext():
-            row = InboundUpdate.objects.create(
-                update_id=update_id,
-                payload=payload,
-                status=Status.RECEIVED if handled else Status.IGNORED,
-                processed_at=None if handled else timezone.now(),
-            )
-    except IntegrityError:
-        existing = InboundUpdate.objects.filter(update_id=update_id).first()
-        if existing is None:
-            raise InvalidInput({"update": "cannot be stored"}) from None
-        return Stored(existing, False)
+    row, created = InboundUpdate.objects.get_or_create(
+        update_id=update_id,
+        defaults={
+            "payload": payload,
+            "status": Status.RECEIVED if handled else Status.IGNORED,
+            "processed_at": None if handled else timezone.now(),
+        },
+    )
+    if not created:
+        return Stored(row, False)
     if handled and dispatch:
         transaction.on_commit(partial(_dispatch, row.pk))
     return Stored(row, True)

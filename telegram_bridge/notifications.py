@@ -45,7 +45,7 @@ TEXT_LIMIT = 3000
 # How long to wait before looking again at an original message that was being sent.
 REFRESH_DELAY = timedelta(seconds=10)
 
-STATE_LINES = {
+STATE_LINES: dict[str, str] = {
     Status.APPROVED: "✅ Approved",
     Status.DENIED: "❌ Denied",
     Status.POSTPONED: "⏸ Postponed",

@@ -17,7 +17,7 @@ import threading
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from backoffice.errors import InvalidInput
@@ -56,15 +56,12 @@ def acquire_lease(holder, seconds):
     """Take the poller lease for ``holder``, or raise ``PollerBusy`` naming who holds it."""
     now = timezone.now()
     with transaction.atomic():
-        lease = PollerLease.objects.select_for_update().filter(name=LEASE_NAME).first()
-        if lease is None:
-            try:
-                with transaction.atomic():
-                    return PollerLease.objects.create(
-                        name=LEASE_NAME, holder=holder, expires_at=now + timedelta(seconds=seconds)
-                    )
-            except IntegrityError:
-                lease = PollerLease.objects.select_for_update().get(name=LEASE_NAME)
+        lease, created = PollerLease.objects.select_for_update().get_or_create(
+            name=LEASE_NAME,
+            defaults={"holder": holder, "expires_at": now + timedelta(seconds=seconds)},
+        )
+        if created:
+            return lease
         if lease.holder != holder and lease.expires_at > now:
             raise PollerBusy(
                 f"Another poller ({lease.holder}) is running; its lease ends at "

@@ -10,29 +10,29 @@ is scheduled once by ``notifications`` when a change races the sending of its me
 
 from django.conf import settings
 
-from . import inbound, notifications, outbox
+from . import dead_letters, delivery, inbound, notifications
 
 
 def deliver(message_id):
-    """Send one outbound message (retries and dead letters: ``outbox.deliver``).
+    """Send one outbound message (retries and dead letters: ``delivery.deliver``).
 
     Then help with any backlog for up to ``OUTBOX_TASK_DRAIN_SECONDS``: after a burst, one task
     per message could not keep up with the rate limit, while the bulk drain does; the tasks
     whose message went out in someone's drain find nothing left to do.
     """
-    outbox.deliver(message_id)
-    outbox.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS)
+    delivery.deliver(message_id)
+    delivery.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS)
 
 
 def sweep():
     """Recover stale ``sending`` rows, then deliver every due message; returns the counts."""
-    recovered = outbox.recover_stale()
-    return {"recovered": recovered, **outbox.drain()}
+    recovered = delivery.recover_stale()
+    return {"recovered": recovered, **delivery.drain()}
 
 
 def auto_requeue():
     """Give one batch of recently dead messages another round; returns how many."""
-    return len(outbox.auto_requeue())
+    return len(dead_letters.auto_requeue())
 
 
 def process_update(update_pk):

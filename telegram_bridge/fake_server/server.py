@@ -60,7 +60,7 @@ class FakeTelegramServer:
             timeout=webhook_timeout,
         )
         self._httpd = None
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self):
@@ -86,7 +86,7 @@ class FakeTelegramServer:
 
     def stop(self):
         self.state.stop()
-        if self._httpd is not None:
+        if self._httpd is not None and self._thread is not None:
             self._httpd.shutdown()
             self._httpd.close_connections()
             self._httpd.server_close()
@@ -104,6 +104,8 @@ class FakeTelegramServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    state: FakeState
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
@@ -136,6 +138,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+
     protocol_version = "HTTP/1.1"
     server_version = "FakeTelegramBotAPI/1.0"
     # Idle keep-alive connections are closed after this many seconds.

@@ -102,7 +102,8 @@ class Fault:
     def error(self):
         if self.status == 429:
             return too_many_requests(self.retry_after or 1)
-        return ApiError(self.status, self.description or FAULT_DESCRIPTIONS.get(self.status, ""))
+        status = self.status or 500
+        return ApiError(status, self.description or FAULT_DESCRIPTIONS.get(status, ""))
 
 
 @dataclass(eq=False)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from backoffice.actors import system_actor
 from claims import services
 from claims.models import ApprovalRequest
-from telegram_bridge import outbox
+from telegram_bridge import delivery, outbox
 
 from .updates import APPROVER_CHAT
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def deliver_everything():
-    outcomes = outbox.drain(seconds=20)
+    outcomes = delivery.drain(seconds=20)
     assert set(outcomes) <= {"sent"}, outcomes
 
 

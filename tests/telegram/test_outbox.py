@@ -17,7 +17,7 @@ from model_bakery import baker
 from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
 from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
-from telegram_bridge import outbox, tasks
+from telegram_bridge import dead_letters, delivery, outbox, tasks
 from telegram_bridge.models import OutboundMessage
 
 from .outbound import outbound_message
@@ -55,7 +55,7 @@ def queue(chat_id=1001, key="event:1", method="sendMessage", payload=None):
 
 def delivered(message):
     """Deliver ``message`` in this process and return it as delivery left it in the database."""
-    outbox.deliver(message.pk)
+    delivery.deliver(message.pk)
     message.refresh_from_db()
     return message
 
@@ -158,9 +158,9 @@ def test_delivered_message_is_sent_with_its_telegram_message_id(fake_telegram, f
 @pytest.mark.django_db
 def test_delivering_a_sent_message_again_calls_nobody(fake_telegram, fast_retries):
     message = queue()
-    outbox.deliver(message.pk)
+    delivery.deliver(message.pk)
 
-    outbox.deliver(message.pk)
+    delivery.deliver(message.pk)
 
     assert len(fake_telegram.control.sent()) == 1
 
@@ -278,7 +278,7 @@ def test_drain_delivers_every_due_message(fake_telegram, fast_retries):
         next_attempt_at=timezone.now() + timedelta(hours=1)
     )
 
-    outcomes = outbox.drain(seconds=20)
+    outcomes = delivery.drain(seconds=20)
 
     assert outcomes == {Status.SENT: 5}
     assert OutboundMessage.objects.filter(status=Status.SENT).count() == 5
@@ -312,7 +312,7 @@ def test_recent_sending_row_is_left_to_its_worker(settings):
     message = queue()
     OutboundMessage.objects.filter(pk=message.pk).update(status=Status.SENDING, attempts=1)
 
-    assert outbox.recover_stale() == 0
+    assert delivery.recover_stale() == 0
     assert OutboundMessage.objects.get(pk=message.pk).status == Status.SENDING
 
 
@@ -324,7 +324,7 @@ def test_stale_row_out_of_attempts_is_dead(settings):
         status=Status.SENDING, attempts=2, updated_at=timezone.now() - timedelta(hours=1)
     )
 
-    assert outbox.recover_stale() == 1
+    assert delivery.recover_stale() == 1
     assert OutboundMessage.objects.get(pk=message.pk).status == Status.DEAD
 
 
@@ -332,9 +332,9 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(settings):
     settings.OUTBOX_BACKOFF_BASE = 2.0
     settings.OUTBOX_BACKOFF_MAX = 10.0
 
-    assert 1.0 <= outbox.backoff(1) <= 2.0
-    assert 2.0 <= outbox.backoff(2) <= 4.0
-    assert 5.0 <= outbox.backoff(10) <= 10.0
+    assert 1.0 <= delivery.backoff(1) <= 2.0
+    assert 2.0 <= delivery.backoff(2) <= 4.0
+    assert 5.0 <= delivery.backoff(10) <= 10.0
 
 
 # --- Requeue ---------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_requeue_gives_a_dead_message_fresh_attempts_and_is_audited(
     message = outbound_message()
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert outbox.requeue(message.pk, actor=requeuer) is True
+        assert dead_letters.requeue(message.pk, actor=requeuer) is True
 
     message.refresh_from_db()
     event = AuditEvent.objects.get(action="telegram.requeued")
@@ -363,7 +363,7 @@ def test_requeue_needs_the_permission(approver):
     message = outbound_message()
 
     with pytest.raises(NotPermitted):
-        outbox.requeue(message.pk, actor=Actor(source=Source.ADMIN, user=approver))
+        dead_letters.requeue(message.pk, actor=Actor(source=Source.ADMIN, user=approver))
 
     assert OutboundMessage.objects.get(pk=message.pk).status == Status.DEAD
     assert not AuditEvent.objects.filter(action="telegram.requeued").exists()
@@ -375,7 +375,7 @@ def test_requeue_refuses_a_message_that_may_have_been_sent(requeuer, status):
     message = outbound_message(status)
 
     with pytest.raises(InvalidTransition) as raised:
-        outbox.requeue(message.pk, actor=requeuer)
+        dead_letters.requeue(message.pk, actor=requeuer)
 
     assert raised.value.status == status
 
@@ -384,7 +384,7 @@ def test_requeue_refuses_a_message_that_may_have_been_sent(requeuer, status):
 def test_requeue_of_a_queued_message_changes_nothing(requeuer):
     message = outbound_message(Status.QUEUED)
 
-    assert outbox.requeue(message.pk, actor=requeuer) is False
+    assert dead_letters.requeue(message.pk, actor=requeuer) is False
     assert not AuditEvent.objects.filter(action="telegram.requeued").exists()
 
 
@@ -392,7 +392,7 @@ def test_requeue_of_a_queued_message_changes_nothing(requeuer):
 @pytest.mark.parametrize("message_id", [999999, "abc", None])
 def test_requeue_of_an_unknown_message_is_not_found(requeuer, message_id):
     with pytest.raises(NotFound):
-        outbox.requeue(message_id, actor=requeuer)
+        dead_letters.requeue(message_id, actor=requeuer)
 
 
 @pytest.mark.django_db
@@ -400,7 +400,7 @@ def test_requeue_many_reports_requeued_and_skipped(requeuer):
     dead = [outbound_message(), outbound_message(Status.FAILED)]
     sent = outbound_message(Status.SENT)
 
-    report = outbox.requeue_many([*(m.pk for m in dead), sent.pk, 424242], actor=requeuer)
+    report = dead_letters.requeue_many([*(m.pk for m in dead), sent.pk, 424242], actor=requeuer)
 
     assert report.requeued == [m.pk for m in dead]
     assert str(report) == f"2 requeued; 2 skipped: #{sent.pk} is sent, #424242 does not exist"
@@ -419,10 +419,10 @@ def test_auto_requeue_respects_count_window_batch_and_refusals(settings):
     outbound_message(failed_at=now - timedelta(hours=73))
     outbound_message(last_status_code=403, last_error="PermanentError: Forbidden")
 
-    requeued = outbox.auto_requeue()
+    requeued = dead_letters.auto_requeue()
 
     assert [m.pk for m in requeued] == [oldest.pk, newer.pk]
-    assert [m.pk for m in outbox.requeue_candidates()] == [newest.pk]
+    assert [m.pk for m in dead_letters.requeue_candidates()] == [newest.pk]
     events = AuditEvent.objects.filter(action="telegram.requeued")
     assert {e.source for e in events} == {Source.SYSTEM}
     assert {e.actor_label for e in events} == {"auto_requeue"}
@@ -432,4 +432,4 @@ def test_auto_requeue_respects_count_window_batch_and_refusals(settings):
 def test_auto_requeue_retries_a_message_lost_with_its_worker():
     lost = outbound_message(last_status_code=None, last_error="The worker stopped while sending")
 
-    assert outbox.auto_requeue() == [lost]
+    assert dead_letters.auto_requeue() == [lost]

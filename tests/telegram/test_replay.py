@@ -5,7 +5,7 @@ import pytest
 from audit.models import AuditEvent
 from claims import services
 from claims.models import ApprovalRequest
-from telegram_bridge import inbound, outbox
+from telegram_bridge import delivery, inbound
 from telegram_bridge.client import get_client
 from telegram_bridge.models import InboundUpdate
 from telegram_bridge.polling import Poller
@@ -30,7 +30,7 @@ def announced(telegram, approver_account, agent_actor):
     approval = services.request_approval(
         kind="command", text="Deploy", requested_by="agent-7", actor=agent_actor
     )
-    outbox.drain(seconds=10)
+    delivery.drain(seconds=10)
     (message,) = telegram.control.sent(chat_id=APPROVER_CHAT, method="sendMessage")
     return approval, message["message_id"]
 
@@ -52,7 +52,7 @@ def process_received():
 
 
 def assert_decided_answered_and_edited_once(telegram, approval):
-    outbox.drain(seconds=10)
+    delivery.drain(seconds=10)
     approval.refresh_from_db()
     assert approval.status == ApprovalRequest.Status.APPROVED
     assert AuditEvent.objects.filter(action="approval.approved").count() == 1

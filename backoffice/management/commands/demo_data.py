@@ -1,5 +1,6 @@
 import sys
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -15,7 +16,8 @@ from telegram_bridge import accounts
 Status = ApprovalRequest.Status
 
 # The demo approver's Telegram identity, so button presses on the fake Bot API decide requests.
-DEMO_TELEGRAM_USER = {"id": 1001, "username": "ada_approver"}
+DEMO_TELEGRAM_USER_ID = 1001
+DEMO_TELEGRAM_USERNAME = "ada_approver"
 
 # (story, todolist, owner, agent id, what becomes of the lease)
 CLAIMS = [
@@ -27,7 +29,7 @@ CLAIMS = [
 ]
 
 # (kind, requested by, text, payload, what becomes of the request, decision note)
-APPROVALS = [
+APPROVALS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     (
         "command",
         "deploy-bot",
@@ -182,7 +184,7 @@ class Command(JsonCommand):
                 approver.set_unusable_password()
             approver.save()
         approver.groups.add(Group.objects.get(name="Approvers"))
-        accounts.link(approver, DEMO_TELEGRAM_USER["id"], DEMO_TELEGRAM_USER["username"])
+        accounts.link(approver, DEMO_TELEGRAM_USER_ID, DEMO_TELEGRAM_USERNAME)
         users = ["approver"]
         if admin_password:
             admin, _ = User._default_manager.get_or_create(username="admin")

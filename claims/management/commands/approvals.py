@@ -4,13 +4,12 @@ from backoffice.cli import JsonCommand
 from backoffice.errors import InvalidInput
 from claims import selectors, services
 from claims.cli import approval_as_dict
-from claims.models import ApprovalRequest
+from claims.models import ApprovalRequest, Decision
 from claims.voting import tally
 
-DECISIONS = ["approve", "deny", "postpone", "reopen"]
-VOTES = {
-    "approve": "Vote to approve a request (it is approved once its policy's quorum is met).",
-    "deny": "Vote to deny a request (one deny denies it, unless its policy needs a quorum).",
+VOTES: dict[str, str] = {
+    Decision.APPROVE: "Vote to approve a request (it is approved once its policy's quorum is met).",
+    Decision.DENY: "Vote to deny a request (one deny denies it, unless its policy needs a quorum).",
 }
 
 
@@ -26,7 +25,7 @@ class Command(JsonCommand):
         listing.add_argument("--limit", type=int, default=100, help="At most this many (100).")
         listing.add_argument("--json", action="store_true", help="One JSON array on stdout.")
 
-        for decision in DECISIONS:
+        for decision in Decision.values:
             what = VOTES.get(decision, f"{decision.capitalize()} a request.")
             deciding = actions.add_parser(decision, help=what)
             deciding.add_argument("id", help="The request id or at least 6 hex digits of it.")

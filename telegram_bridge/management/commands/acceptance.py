@@ -17,6 +17,7 @@ import tempfile
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -30,8 +31,9 @@ from backoffice.actors import Actor, Source
 from backoffice.redaction import redact
 from claims import services
 from claims.models import ApprovalRequest
+from telegram_bridge import accounts
 from telegram_bridge.fake_server import FakeTelegramServer
-from telegram_bridge.models import PollerLease, TelegramAccount
+from telegram_bridge.models import PollerLease
 from telegram_bridge.polling import LEASE_NAME
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
@@ -79,7 +81,7 @@ class AcceptanceRun:
         self.run_id = secrets.token_hex(4)
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"acceptance-{self.run_id}-"))
         self.processes = {}
-        self.fake = None
+        self.fake: FakeTelegramServer | None = None
         self.overrides = None
         self.started = time.monotonic()
 
@@ -165,6 +167,11 @@ class AcceptanceRun:
         total = time.monotonic() - self.started
         self.stdout.write(self.style.SUCCESS(f"Acceptance passed in {total:.1f}s."))
 
+    @property
+    def started_fake(self) -> FakeTelegramServer:
+        assert self.fake is not None, "the fake Bot API is started first"
+        return self.fake
+
     def configure(self):
         """Point this process and the ones it starts at the fake Telegram and a queue of its own.
 
@@ -173,8 +180,8 @@ class AcceptanceRun:
         """
         queue = f"{settings.Q_CLUSTER['name']}-acceptance-{self.run_id}"
         self.overrides = override_settings(
-            TELEGRAM_API_BASE_URL=self.fake.base_url,
-            TELEGRAM_BOT_TOKEN=self.fake.token,
+            TELEGRAM_API_BASE_URL=self.started_fake.base_url,
+            TELEGRAM_BOT_TOKEN=self.started_fake.token,
             TELEGRAM_APPROVER_CHAT_ID=APPROVER_CHAT,
             Q_CLUSTER={**settings.Q_CLUSTER, "name": queue},
         )
@@ -187,12 +194,11 @@ class AcceptanceRun:
             username=f"acceptance-approver-{self.run_id}", is_staff=True
         )
         user.groups.add(Group.objects.get(name="Approvers"))
-        telegram_user = {"id": 8_000_000_000 + secrets.randbelow(10**9), "username": "acceptor"}
-        TelegramAccount.objects.create(
-            telegram_user_id=telegram_user["id"],
-            telegram_username=telegram_user["username"],
-            user=user,
-        )
+        telegram_user: dict[str, Any] = {
+            "id": 8_000_000_000 + secrets.randbelow(10**9),
+            "username": "acceptor",
+        }
+        accounts.link(user, telegram_user["id"], telegram_user["username"])
         return user, telegram_user
 
     # --- Processes --------------------------------------------------------------------------
@@ -200,8 +206,8 @@ class AcceptanceRun:
     def spawn(self, name, *command):
         env = {
             **os.environ,
-            "TELEGRAM_API_BASE_URL": self.fake.base_url,
-            "TELEGRAM_BOT_TOKEN": self.fake.token,
+            "TELEGRAM_API_BASE_URL": self.started_fake.base_url,
+            "TELEGRAM_BOT_TOKEN": self.started_fake.token,
             "TELEGRAM_APPROVER_CHAT_ID": str(APPROVER_CHAT),
             "Q_CLUSTER_NAME": Conf.CLUSTER_NAME,
             "PYTHONUNBUFFERED": "1",

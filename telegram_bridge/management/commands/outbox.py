@@ -1,6 +1,6 @@
 from backoffice.cli import JsonCommand
 from backoffice.errors import InvalidInput
-from telegram_bridge import outbox
+from telegram_bridge import dead_letters, outbox
 from telegram_bridge.models import OutboundMessage
 
 
@@ -59,7 +59,7 @@ class Command(JsonCommand):
     def list_messages(self, options):
         if options["limit"] < 1:
             raise InvalidInput({"limit": "must be at least 1"})
-        messages = OutboundMessage.objects.order_by("-created_at", "-id")
+        messages = outbox.messages().order_by("-created_at", "-id")
         if options["status"]:
             messages = messages.filter(status=options["status"])
         messages = messages[: options["limit"]]
@@ -77,26 +77,19 @@ class Command(JsonCommand):
     def requeue(self, options):
         """Requeue the given messages; a single id that cannot be requeued is an error."""
         actor = self.actor(user=self.get_user(options["user"]))
-        if options["all_dead"]:
-            ids = list(
-                OutboundMessage.objects.filter(status=OutboundMessage.Status.DEAD)
-                .order_by("id")
-                .values_list("id", flat=True)
-            )
-        else:
-            ids = options["ids"]
+        ids = dead_letters.dead_message_ids() if options["all_dead"] else options["ids"]
         if len(ids) == 1 and not options["all_dead"]:
-            changed = outbox.requeue(ids[0], actor=actor)
+            changed = dead_letters.requeue(ids[0], actor=actor)
             self.stdout.write(f"#{ids[0]} requeued" if changed else f"#{ids[0]} is already queued")
             return
-        self.stdout.write(str(outbox.requeue_many(ids, actor=actor)))
+        self.stdout.write(str(dead_letters.requeue_many(ids, actor=actor)))
 
     def auto_requeue(self, options):
         if options["dry_run"]:
-            candidates = list(outbox.requeue_candidates())
+            candidates = list(dead_letters.requeue_candidates())
             self.stdout.write(f"{len(candidates)} would be requeued")
         else:
-            candidates = outbox.auto_requeue()
+            candidates = dead_letters.auto_requeue()
             self.stdout.write(f"{len(candidates)} requeued")
         for message in candidates:
             self.stdout.write(
