@@ -389,7 +389,7 @@ def _vote(approval, choice, *, actor, note):
     if not created:
         vote.choice, vote.source, vote.note = choice, actor.source, note
         vote.save(update_fields=["choice", "source", "note", "updated_at"])
-    counted = voting.tally(approval)
+    counted = voting.tally(approval, waiting=False)
     if counted.outcome:
         votes = [
             {"voter": v.voter.get_username(), "choice": v.choice, "source": v.source}
@@ -404,6 +404,7 @@ def _vote(approval, choice, *, actor, note):
             votes=votes,
         )
         return Decided(settled, True, counted)
+    counted = voting.tally(approval)
     approval.save(update_fields=["updated_at"])
     record(
         "approval.voted",

@@ -131,6 +131,9 @@ def _info(hex_id):
     ]
     if approval.claim is not None:
         lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.owner}")
+    counted = tally(approval)
+    if counted.quorum > 1:
+        lines.append(f"Votes: {counted.summary()}")
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from django_q.tasks import schedule
 
 from claims import events
 from claims.models import ApprovalRequest
+from claims.policies import Rules
 from claims.voting import Tally, tally
 
 from . import outbox
@@ -122,7 +123,8 @@ def render(
     ``lead`` is a first line (a reminder, an escalation); ``counted`` the votes, when the caller
     has counted them already.
     """
-    counted = counted or tally(approval)
+    # Who is still to vote is only shown under a quorum; a single vote decides otherwise.
+    counted = counted or tally(approval, waiting=Rules.from_request(approval).quorum > 1)
     lines = [lead, ""] if lead else []
     lines += [
         f"<b>Approval request</b> · {escape(approval.get_kind_display())}",
@@ -135,7 +137,7 @@ def render(
     if approval.claim is not None:
         lines.append(f"Claim: {escape(approval.claim.work_item, quote=False)}")
     awaiting = approval.status in ApprovalRequest.AWAITING_DECISION
-    if awaiting and (counted.quorum > 1 or counted.approvals or counted.denials):
+    if awaiting and counted.quorum > 1:
         lines.append(f"Votes: {escape(counted.summary(), quote=False)}")
     state = state_line(approval)
     if state:
