@@ -21,7 +21,7 @@ from backoffice.errors import DomainError, InvalidTransition
 from . import selectors, services
 from .decision_times import WINDOWS_DAYS, decision_times
 from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
-from .policies import Rules
+from .policies import Rules, refusal
 from .voting import tally
 
 
@@ -337,9 +337,11 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         ]
 
     def available_steps(self, request, approval):
-        """The buttons to show: steps the request's status allows and the user may take."""
+        """The buttons to show: steps the request's status allows and the user may take, under
+        the request's policy (its approver groups, separation of duties)."""
         steps: list[str] = []
-        if self.has_decide_permission(request) and approval.expires_at > timezone.now():
+        may_decide = self.has_decide_permission(request) and not refusal(approval, request.user)
+        if may_decide and approval.expires_at > timezone.now():
             steps += [
                 step
                 for step, (_, allowed_from) in services.DECISIONS.items()

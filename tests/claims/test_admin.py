@@ -439,3 +439,17 @@ def test_the_request_list_shows_votes_and_time_to_decision(
     assert "<td>last 7 days</td><td>Command</td><td>3</td><td>0:20:00</td><td>0:28:00</td>" in page
     assert "<td>last 30 days</td><td>Release manifest</td><td>1</td><td>2:00:00</td>" in page
     assert "1 of 1 approval" in page
+
+
+def test_no_vote_buttons_for_an_approver_the_policy_does_not_allow(
+    approver_client, make_policy, release_managers, agent_actor
+):
+    make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
+    approval = services.request_approval(
+        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
+    )
+
+    page = approver_client.get(change_url(approval)).content.decode()
+
+    assert 'id="approvalrequest_steps"' not in page
+    assert "0 of 2 approvals, waiting for alice, bob, carol" in page
