@@ -24,6 +24,8 @@ from .models import IdempotencyKey
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+# Secrets an answer shows once (a lease token): never stored, so a replay answers them as null.
+SHOWN_ONCE = ("lease_token",)
 
 
 class KeyInUse(exceptions.APIException):
@@ -83,6 +85,12 @@ def claim_key(user, key, digest):
     return None, row
 
 
+def _storable_answer(data):
+    if isinstance(data, dict) and any(data.get(name) for name in SHOWN_ONCE):
+        return {**data, **{name: None for name in SHOWN_ONCE if name in data}}
+    return data
+
+
 def idempotent(action):
     """Make a POST view method honour ``Idempotency-Key``; without the header it runs as is."""
 
@@ -107,7 +115,7 @@ def idempotent(action):
                     response = view.handle_exception(exc)
                 if response.status_code < status.HTTP_500_INTERNAL_SERVER_ERROR:
                     claimed.response_status = response.status_code
-                    claimed.response_body = response.data
+                    claimed.response_body = _storable_answer(response.data)
                     claimed.save(update_fields=["response_status", "response_body"])
                     return response
         except BaseException:

@@ -2,7 +2,7 @@
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import pagination
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 
 MAX_PAGE_SIZE = 500
 # Past any real table; keeps an absurd ?offset= from overflowing the database's integer.
@@ -14,8 +14,24 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
     max_limit = MAX_PAGE_SIZE
 
+    def get_limit(self, request):
+        _whole_number(request, self.limit_query_param)
+        return super().get_limit(request)
+
     def get_offset(self, request):
+        _whole_number(request, self.offset_query_param)
         return min(super().get_offset(request), MAX_OFFSET)
+
+
+def _whole_number(request, name):
+    """Refuse ``?name=`` that is empty, null or not a whole number, as the schema says.
+
+    DRF quietly falls back to its default for such values; a client that sent one meant
+    something else, and schema-driven clients expect the 400 the schema promises.
+    """
+    value = request.query_params.get(name)
+    if value is not None and not value.isdigit():
+        raise ValidationError({name: ["must be a whole number, 0 or more"]})
 
 
 class AuditCursorPagination(pagination.CursorPagination):

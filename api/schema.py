@@ -37,9 +37,11 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 WHY = {
     400: "Invalid input: `fields` says what is wrong with each field.",
     401: "No valid token or session.",
-    403: "Not permitted, or not the holder of the lease (`not_holder`).",
+    403: "Not permitted, or no proof of holding the lease (`not_holder`: no or a wrong lease "
+    "token).",
     404: "No such object.",
-    409: "The object is in a state that does not allow this, or the Idempotency-Key is in use.",
+    409: "The object is in a state that does not allow this (`conflict`, `frozen`, "
+    "`stale_fence`, `invalid_transition`), or the Idempotency-Key is in use.",
     415: "The body is not JSON.",
     422: "The Idempotency-Key was used for a different request.",
     429: "Too many requests; see Retry-After.",
@@ -70,11 +72,12 @@ def _link(target, *, body=None):
 
 # OpenAPI links: which calls can follow an answer, with the id it answered. Clients and
 # stateful test tools follow them. Refresh and release send the body the lease was claimed (or
-# last refreshed) with: its agent_id and fingerprint prove holdership; other fields are ignored.
+# last refreshed) with; its lease_token (from the grant answer) proves holdership.
+LEASE_PROOF = {"lease_token": "$response.body#/lease_token"}
 CLAIM_FOLLOW_UPS = {
     "GetClaim": _link("claims_retrieve"),
-    "RefreshClaim": _link("claims_refresh_create", body="$request.body"),
-    "ReleaseClaim": _link("claims_release_create", body="$request.body"),
+    "RefreshClaim": _link("claims_refresh_create", body=LEASE_PROOF),
+    "ReleaseClaim": _link("claims_release_create", body=LEASE_PROOF),
 }
 DECIDED_FOLLOW_UPS = {
     "GetApproval": _link("approvals_retrieve"),
@@ -88,7 +91,7 @@ PENDING_FOLLOW_UPS = {
 }
 LINKS = {
     "claims_create": {"200": CLAIM_FOLLOW_UPS, "201": CLAIM_FOLLOW_UPS},
-    "claims_refresh_create": {"200": CLAIM_FOLLOW_UPS},
+    "claims_refresh_create": {"200": {"GetClaim": _link("claims_retrieve")}},
     "approvals_create": {"201": PENDING_FOLLOW_UPS},
     "approvals_approve_create": {"200": DECIDED_FOLLOW_UPS},
     "approvals_deny_create": {"200": DECIDED_FOLLOW_UPS},
@@ -96,13 +99,21 @@ LINKS = {
 }
 
 
+# The web server (gunicorn) refuses a request line longer than it accepts before Django sees it,
+# so this answer has no JSON body; every operation may get it.
+URI_TOO_LONG = {"description": "The URI is too long; answered by the web server, without a body."}
+
+
 def add_links(result, generator, request, public):
-    """drf-spectacular post-processing hook: add ``LINKS`` to the answers they follow."""
+    """drf-spectacular post-processing hook: add ``LINKS`` to the answers they follow, and the
+    414 every operation may get."""
     operations = {
         operation["operationId"]: operation
         for methods in result["paths"].values()
         for operation in methods.values()
     }
+    for operation in operations.values():
+        operation["responses"].setdefault("414", copy.deepcopy(URI_TOO_LONG))
     for source, by_status in LINKS.items():
         responses = operations[source]["responses"]
         for status_code, links in by_status.items():

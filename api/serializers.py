@@ -7,16 +7,14 @@ exception handler turns into the same 400 body.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import User
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest, Claim, Vote, max_length
-from claims.policies import Rules
-from claims.voting import tally
+from claims.representation import approval_data, claim_data
 from telegram_bridge.models import OutboundMessage
 
 
@@ -42,11 +40,26 @@ class OutputSerializer(serializers.ModelSerializer):
 # --- Claims ---------------------------------------------------------------------------------
 
 
-class ClaimSerializer(OutputSerializer):
-    """A lease; the holder's fingerprint is left out, since it proves holdership."""
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as a JSON string: a number is not quietly turned into one."""
 
-    live = serializers.SerializerMethodField()
-    seconds_left = serializers.SerializerMethodField()
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ClaimSerializer(OutputSerializer):
+    """A lease. The owner is the user who claimed it; agent id and fingerprint are their labels.
+
+    Nothing here proves holdership: the lease token is only in the answer that granted it.
+    """
+
+    holder = serializers.CharField(read_only=True, help_text='"user (agent label)".')
+    live = serializers.BooleanField(read_only=True)
+    seconds_left = serializers.IntegerField(read_only=True)
+    frozen = serializers.BooleanField(read_only=True)
+    waiting = serializers.IntegerField(read_only=True, help_text="Claimers waiting in line for it.")
 
     class Meta:
         model = Claim
@@ -56,6 +69,9 @@ class ClaimSerializer(OutputSerializer):
             "todolist",
             "owner",
             "agent_id",
+            "fingerprint",
+            "holder",
+            "fencing_token",
             "ttl_seconds",
             "version",
             "acquired_at",
@@ -63,17 +79,19 @@ class ClaimSerializer(OutputSerializer):
             "released_at",
             "live",
             "seconds_left",
+            "frozen",
+            "frozen_reason",
+            "waiting",
             "previous_owner",
             "previous_agent_id",
             "created_at",
             "updated_at",
         ]
 
-    def get_live(self, claim) -> bool:
-        return claim.is_live()
-
-    def get_seconds_left(self, claim) -> int:
-        return claim.seconds_left()
+    def to_representation(self, instance: Claim) -> dict[str, Any]:
+        """``claims.representation.claim_data``, which every channel shows; the fields above
+        describe it in the schema."""
+        return claim_data(instance)
 
 
 class GrantSerializer(ClaimSerializer):
@@ -83,54 +101,93 @@ class GrantSerializer(ClaimSerializer):
         help_text="acquired: a new lease (201); refreshed: you held it already (200); "
         "taken_over: the previous lease had expired (201).",
     )
+    lease_token = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The secret that proves you hold this lease: send it to refresh, release or "
+        "claim again. Shown in this answer only (null on a refresh, and in a replayed answer).",
+    )
 
     class Meta(ClaimSerializer.Meta):
-        fields = [*ClaimSerializer.Meta.fields, "outcome"]
+        fields = [*ClaimSerializer.Meta.fields, "outcome", "lease_token"]
+
+
+MAX_API_WAIT = 60
 
 
 class ClaimRequestSerializer(serializers.Serializer):
-    story = serializers.CharField(max_length=max_length(Claim, "story"))
-    todolist = serializers.CharField(max_length=max_length(Claim, "todolist"))
-    owner = serializers.CharField(
-        max_length=max_length(Claim, "owner"),
-        required=False,
-        help_text="Who holds the lease; defaults to your username.",
+    story = StrictCharField(max_length=max_length(Claim, "story"))
+    todolist = StrictCharField(max_length=max_length(Claim, "todolist"))
+    agent_id = StrictCharField(
+        max_length=max_length(Claim, "agent_id"), help_text="A label: which agent of yours claims."
     )
-    agent_id = serializers.CharField(max_length=max_length(Claim, "agent_id"))
-    fingerprint = serializers.CharField(max_length=max_length(Claim, "fingerprint"))
+    fingerprint = StrictCharField(
+        max_length=max_length(Claim, "fingerprint"),
+        required=False,
+        allow_blank=True,
+        help_text="A label: session or host.",
+    )
     ttl_seconds = serializers.IntegerField(
         required=False, min_value=1, help_text="Lease length; defaults to CLAIM_DEFAULT_TTL."
     )
-
-
-class HolderSerializer(serializers.Serializer):
-    """Proof of holdership: the agent id or the fingerprint the lease was claimed with."""
-
-    agent_id = serializers.CharField(
-        max_length=max_length(Claim, "agent_id"), required=False, allow_blank=True
+    lease_token = StrictCharField(
+        max_length=200,
+        required=False,
+        help_text="To refresh a lease you hold (or send the Lease-Token header).",
     )
-    fingerprint = serializers.CharField(
-        max_length=max_length(Claim, "fingerprint"), required=False, allow_blank=True
+    wait = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_API_WAIT,
+        default=0,
+        help_text="Seconds to wait in line while the work item is busy (at most 60).",
     )
 
 
-class RefreshSerializer(HolderSerializer):
+class LeaseProofSerializer(serializers.Serializer):
+    """Proof of holdership: the lease token (here or in the Lease-Token header)."""
+
+    lease_token = StrictCharField(
+        max_length=200,
+        required=False,
+        help_text="The lease token from the grant answer; or send the Lease-Token header.",
+    )
+    fencing_token = serializers.IntegerField(
+        required=False, min_value=0, help_text="Refused with 409 stale_fence if not current."
+    )
+
+
+class RefreshSerializer(LeaseProofSerializer):
     ttl_seconds = serializers.IntegerField(
-        required=False, min_value=1, help_text="New lease length; defaults to CLAIM_DEFAULT_TTL."
+        required=False, min_value=1, help_text="New lease length; defaults to the current TTL."
     )
+
+
+class FenceCheckSerializer(serializers.Serializer):
+    story = StrictCharField(max_length=max_length(Claim, "story"))
+    todolist = StrictCharField(max_length=max_length(Claim, "todolist"))
+    fencing_token = serializers.IntegerField(min_value=0)
 
 
 # --- Approval requests ----------------------------------------------------------------------
 
 
-class VoteSerializer(OutputSerializer):
-    voter: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
-    )
+class VoteSerializer(serializers.Serializer):
+    """One approver's vote on a request."""
 
-    class Meta:
-        model = Vote
-        fields = ["voter", "choice", "source", "note", "created_at", "updated_at"]
+    voter = serializers.CharField(help_text="The voter's username.")
+    choice = serializers.ChoiceField(choices=Vote.Choice.choices)
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(help_text="When the vote was last changed.")
+
+    def get_fields(self):
+        # "source" would shadow Field.source as a class attribute, so it is added here.
+        fields = super().get_fields()
+        fields["source"] = serializers.ChoiceField(
+            choices=ApprovalRequest.DecisionSource.choices, help_text="The channel it came from."
+        )
+        return fields
 
 
 class TallySerializer(serializers.Serializer):
@@ -156,11 +213,12 @@ class ApprovalSerializer(OutputSerializer):
     decided_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
-    policy = serializers.SerializerMethodField(
-        help_text="The policy whose rules were copied onto the request when it was made."
+    policy = serializers.CharField(
+        read_only=True,
+        help_text="The policy whose rules were copied onto the request when it was made.",
     )
     votes = VoteSerializer(many=True, read_only=True)
-    tally = serializers.SerializerMethodField()
+    tally = TallySerializer(read_only=True)
 
     class Meta:
         model = ApprovalRequest
@@ -170,6 +228,7 @@ class ApprovalSerializer(OutputSerializer):
             "text",
             "payload",
             "requested_by",
+            "agent_id",
             "requested_by_user",
             "claim",
             "status",
@@ -187,12 +246,10 @@ class ApprovalSerializer(OutputSerializer):
             "tally",
         ]
 
-    def get_policy(self, approval) -> str:
-        return Rules.from_request(approval).policy
-
-    @extend_schema_field(TallySerializer)
-    def get_tally(self, approval):
-        return tally(approval).as_dict()
+    def to_representation(self, instance: ApprovalRequest) -> dict[str, Any]:
+        """``claims.representation.approval_data``, which every channel shows; the fields above
+        describe it in the schema."""
+        return approval_data(instance)
 
 
 class DecisionResultSerializer(ApprovalSerializer):
@@ -208,12 +265,12 @@ class DecisionResultSerializer(ApprovalSerializer):
 
 class ApprovalRequestSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ApprovalRequest.Kind.choices)
-    text = serializers.CharField(max_length=max_length(ApprovalRequest, "text"))
+    text = StrictCharField(max_length=max_length(ApprovalRequest, "text"))
     payload = serializers.DictField(required=False, help_text="Machine-readable detail.")
-    requested_by = serializers.CharField(
-        max_length=max_length(ApprovalRequest, "requested_by"),
+    agent_id = StrictCharField(
+        max_length=max_length(ApprovalRequest, "agent_id"),
         required=False,
-        help_text="Who asks; defaults to your username.",
+        help_text="A label: which agent of yours asks.",
     )
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
@@ -221,7 +278,7 @@ class ApprovalRequestSerializer(serializers.Serializer):
 
 
 class DecisionSerializer(serializers.Serializer):
-    note = serializers.CharField(
+    note = StrictCharField(
         max_length=max_length(ApprovalRequest, "decision_note"),
         required=False,
         allow_blank=True,
@@ -307,4 +364,9 @@ class ConflictSerializer(ErrorSerializer):
 
     holder = serializers.DictField(child=serializers.CharField(), required=False)
     expires_at = serializers.CharField(required=False)
+    waiting = serializers.IntegerField(required=False, help_text="Claimers in line (conflict).")
+    fencing_token = serializers.IntegerField(
+        required=False, help_text="The current fencing token (stale_fence)."
+    )
+    reason = serializers.CharField(required=False, help_text="Why it is frozen (frozen).")
     status = serializers.CharField(required=False)

@@ -8,6 +8,7 @@ from knox.models import AuthToken
 
 from audit.services import record
 from backoffice.errors import InvalidInput
+from backoffice.timestamps import iso_utc
 
 MAX_EXPIRY_HOURS = 10 * 365 * 24
 
@@ -29,6 +30,6 @@ def create_token(user, *, actor, expiry_hours=None):
         "api_token.created",
         actor=actor,
         obj=user,
-        details={"user": user.get_username(), "expires_at": token.expiry.isoformat()},
+        details={"user": user.get_username(), "expires_at": iso_utc(token.expiry)},
     )
     return token, key

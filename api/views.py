@@ -6,7 +6,7 @@ turned into answers in ``api.exceptions``, never here.
 """
 
 from django.http import JsonResponse
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from audit.models import AuditEvent
 from claims import services
 from claims.models import ApprovalRequest, Claim, Decision
-from claims.selectors import get_approval, get_claim
+from claims.selectors import get_claim, resolve_approval
 from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
@@ -32,8 +32,9 @@ from .serializers import (
     ClaimSerializer,
     DecisionResultSerializer,
     DecisionSerializer,
+    FenceCheckSerializer,
     GrantSerializer,
-    HolderSerializer,
+    LeaseProofSerializer,
     OutboundMessageSerializer,
     RefreshSerializer,
     RequeueResultSerializer,
@@ -51,12 +52,31 @@ def validated(serializer_class, request):
     return serializer.validated_data
 
 
+LEASE_TOKEN_HEADER = "Lease-Token"  # noqa: S105 - a header name
+
+LEASE_TOKEN = OpenApiParameter(
+    LEASE_TOKEN_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="The lease token from the grant answer, instead of the lease_token field.",
+)
+
+
+def lease_token_from(request, data):
+    """The caller's lease token: the body's field, else the Lease-Token header."""
+    return data.get("lease_token") or request.headers.get(LEASE_TOKEN_HEADER, "").strip()
+
+
+def claim_actor(request, data):
+    return api_actor(request, label=data.get("agent_id", ""))
+
+
 @extend_schema_view(
     list=extend_schema(summary="List claims", responses={200: ClaimSerializer, **LIST}),
     retrieve=extend_schema(summary="One claim", responses={200: ClaimSerializer, **DETAIL}),
 )
 class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """Leases on work items: claim, refresh, release."""
+    """Leases on work items: claim, refresh, release, check a fencing token."""
 
     lookup_value_regex = "[^/]+"
 
@@ -69,8 +89,10 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Claim a work item",
+        description="With `wait`, a busy work item is waited for in line (first come, first "
+        "served) for up to that many seconds; the call holds its web worker meanwhile.",
         request=ClaimRequestSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, LEASE_TOKEN],
         responses={201: GrantSerializer, 200: GrantSerializer, **WRITE},
     )
     @idempotent
@@ -79,21 +101,25 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         granted = services.claim(
             story=data["story"],
             todolist=data["todolist"],
-            owner=data.get("owner") or request.user.get_username(),
             agent_id=data["agent_id"],
-            fingerprint=data["fingerprint"],
+            fingerprint=data.get("fingerprint", ""),
             ttl_seconds=data.get("ttl_seconds"),
-            actor=api_actor(request, label=data["agent_id"]),
+            lease_token=lease_token_from(request, data),
+            wait=data["wait"],
+            actor=claim_actor(request, data),
         )
         code = status.HTTP_200_OK if granted.outcome == "refreshed" else status.HTTP_201_CREATED
-        return Response(
-            {**ClaimSerializer.represent(granted.claim), "outcome": granted.outcome}, code
-        )
+        body = {
+            **ClaimSerializer.represent(granted.claim),
+            "outcome": granted.outcome,
+            "lease_token": granted.lease_token or None,
+        }
+        return Response(body, code)
 
     @extend_schema(
         summary="Extend your lease",
         request=RefreshSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, LEASE_TOKEN],
         responses={200: ClaimSerializer, **WRITE},
     )
     @action(detail=True, methods=["post"])
@@ -102,28 +128,48 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         data = validated(RefreshSerializer, request)
         claim = services.refresh(
             pk,
-            agent_id=data.get("agent_id", ""),
-            fingerprint=data.get("fingerprint", ""),
+            lease_token=lease_token_from(request, data),
+            fencing_token=data.get("fencing_token"),
             ttl_seconds=data.get("ttl_seconds"),
-            actor=api_actor(request, label=data.get("agent_id", "")),
+            actor=api_actor(request),
         )
         return Response(ClaimSerializer.represent(claim))
 
     @extend_schema(
         summary="Release your lease",
-        request=HolderSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        request=LeaseProofSerializer,
+        parameters=[IDEMPOTENCY_KEY, LEASE_TOKEN],
         responses={200: ClaimSerializer, **WRITE},
     )
     @action(detail=True, methods=["post"])
     @idempotent
     def release(self, request, pk=None):
-        data = validated(HolderSerializer, request)
+        data = validated(LeaseProofSerializer, request)
         claim = services.release(
             pk,
-            agent_id=data.get("agent_id", ""),
-            fingerprint=data.get("fingerprint", ""),
-            actor=api_actor(request, label=data.get("agent_id", "")),
+            lease_token=lease_token_from(request, data),
+            fencing_token=data.get("fencing_token"),
+            actor=api_actor(request),
+        )
+        return Response(ClaimSerializer.represent(claim))
+
+    @extend_schema(
+        summary="Check a fencing token",
+        description="200 if the fencing token is the live lease's on the work item; 409 "
+        "`stale_fence` with the current one if the lease was lost.",
+        request=FenceCheckSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: ClaimSerializer, **WRITE},
+    )
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def check(self, request):
+        data = validated(FenceCheckSerializer, request)
+        claim = services.check_fence(
+            story=data["story"],
+            todolist=data["todolist"],
+            fencing_token=data["fencing_token"],
+            actor=api_actor(request),
         )
         return Response(ClaimSerializer.represent(claim))
 
@@ -164,7 +210,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = ApprovalFilter
 
     def retrieve(self, request, pk=None):
-        return Response(ApprovalSerializer.represent(get_approval(pk)))
+        return Response(ApprovalSerializer.represent(resolve_approval(pk)))
 
     @extend_schema(
         summary="Ask for approval",
@@ -178,16 +224,17 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         approval = services.request_approval(
             kind=data["kind"],
             text=data["text"],
-            requested_by=data.get("requested_by") or request.user.get_username(),
+            agent_id=data.get("agent_id", ""),
             claim_id=data.get("claim"),
             payload=data.get("payload"),
-            actor=api_actor(request),
+            actor=api_actor(request, label=data.get("agent_id", "")),
         )
         return Response(ApprovalSerializer.represent(approval), status.HTTP_201_CREATED)
 
     def _decide(self, request, pk, decision):
         note = validated(DecisionSerializer, request)["note"]
-        decided = services.decide(pk, decision, actor=api_actor(request), note=note)
+        approval_id = resolve_approval(pk).pk
+        decided = services.decide(approval_id, decision, actor=api_actor(request), note=note)
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
@@ -210,6 +257,12 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def postpone(self, request, pk=None):
         return self._decide(request, pk, Decision.POSTPONE)
 
+    @_decision_schema("Reopen a postponed request")
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def reopen(self, request, pk=None):
+        return self._decide(request, pk, Decision.REOPEN)
+
     @extend_schema(
         summary="Archive a finished request",
         request=None,
@@ -219,7 +272,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def archive(self, request, pk=None):
-        decided = services.archive(pk, actor=api_actor(request))
+        decided = services.archive(resolve_approval(pk).pk, actor=api_actor(request))
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )

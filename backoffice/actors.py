@@ -45,12 +45,15 @@ class Actor:
 
     @property
     def name(self) -> str:
-        """A human-readable name: the label if given, else the username, else the source."""
-        if self.label:
-            return self.label
-        if self.user is not None:
-            return self.user.get_username()
-        return self.source
+        """Who, as shown everywhere: "user (label)", the username, the label, or the source.
+
+        The username is the identity the channel checked; the label (an agent id, a command
+        name) is only a description and never stands in for a user.
+        """
+        username = self.user.get_username() if self.user is not None else ""
+        if username and self.label and self.label != username:
+            return f"{username} ({self.label})"
+        return username or self.label or self.source
 
     @property
     def authenticated_user(self) -> User | None:

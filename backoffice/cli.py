@@ -7,8 +7,10 @@ here and nowhere else; an app's own errors subclass a shared one and inherit its
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
@@ -16,6 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from .actors import Actor, Source
 from .errors import Conflict, DomainError, InvalidInput, NotFound, NotPermitted
+from .timestamps import iso_utc
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -40,8 +43,17 @@ def exit_code_for(error: DomainError) -> int:
     return EXIT_ERROR
 
 
+class JSONEncoder(DjangoJSONEncoder):
+    """Django's encoder with the project's one timestamp format."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return iso_utc(o)
+        return super().default(o)
+
+
 def as_json(data: Any) -> str:
-    return json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return json.dumps(data, cls=JSONEncoder, ensure_ascii=False)
 
 
 class JsonCommand(BaseCommand):
@@ -66,8 +78,15 @@ class JsonCommand(BaseCommand):
         self.stdout.write(as_json(data), style_func=lambda text: text)
 
     def actor(self, user: User | None = None, label: str = "") -> Actor:
-        """The CLI actor: the named user, or a label such as the agent id."""
+        """The CLI actor: the named user, and a label such as the agent id."""
         return Actor(source=Source.CLI, user=user, label=label)
+
+    def acting_user(self, options: dict[str, Any]) -> User:
+        """The user a write acts as: --user, else CLI_SERVICE_USER; one is required."""
+        username = options.get("user") or settings.CLI_SERVICE_USER
+        if not username:
+            raise InvalidInput({"user": "name the user you act as with --user"})
+        return self.get_user(username)
 
     def get_user(self, username: str) -> User:
         """The active user named ``username``; an unknown name is bad input, not a crash."""

@@ -16,6 +16,8 @@ REDACTED = "[redacted]"
 # Telegram bot tokens look like 123456789:AAH...; also hide whatever follows /bot in a URL path.
 BOT_TOKEN_PATTERN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
 BOT_URL_PATTERN = re.compile(r"/bot[^/\s]+/")
+# A lease token (claims.lease_tokens), wherever it appears.
+LEASE_TOKEN_PATTERN = re.compile(r"\bclt_[A-Za-z0-9_-]{20,}")
 # The password between ':' and '@' in a URL's user info, as in DATABASE_URL or REDIS_URL.
 URL_PASSWORD_PATTERN = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]*:)[^@\s/]+@", re.IGNORECASE)
 # An API token after its scheme, as in an Authorization header: "Token 3f9a...", "Bearer ey...".
@@ -55,6 +57,7 @@ def redact(text):
         text = text.replace(secret, REDACTED)
     text = BOT_URL_PATTERN.sub(f"/bot{REDACTED}/", text)
     text = BOT_TOKEN_PATTERN.sub(REDACTED, text)
+    text = LEASE_TOKEN_PATTERN.sub(REDACTED, text)
     text = URL_PASSWORD_PATTERN.sub(rf"\g<1>{REDACTED}@", text)
     text = AUTH_SCHEME_PATTERN.sub(rf"\g<1>{REDACTED}", text)
     return SECRET_FIELD_PATTERN.sub(rf"\g<1>{REDACTED}", text)

@@ -129,6 +129,9 @@ CLAIM_DEFAULT_TTL = env.int("CLAIM_DEFAULT_TTL", default=300)
 CLAIM_MAX_TTL = env.int("CLAIM_MAX_TTL", default=86400)
 APPROVAL_EXPIRY = env.int("APPROVAL_EXPIRY", default=7 * 24 * 3600)
 APPROVAL_FORBID_SELF_APPROVAL = env.bool("APPROVAL_FORBID_SELF_APPROVAL", default=False)
+# The user manage.py claim, refresh, release and approvals request act as without --user
+# (e.g. a "ci" service user); empty: --user is required for every write.
+CLI_SERVICE_USER = env.str("CLI_SERVICE_USER", default="")
 
 # --- Task queue (django-q2) -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -194,6 +197,8 @@ TELEGRAM_APPROVER_CHAT_ID = env.int("TELEGRAM_APPROVER_CHAT_ID", default=None)
 TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=25)
 TELEGRAM_POLL_LIMIT = env.int("TELEGRAM_POLL_LIMIT", default=100)
 TELEGRAM_POLL_LEASE = env.int("TELEGRAM_POLL_LEASE", default=60)
+# Seconds from the start of a getUpdates call that came back empty to the next call.
+TELEGRAM_POLL_EMPTY_INTERVAL = env.float("TELEGRAM_POLL_EMPTY_INTERVAL", default=1.0)
 
 # --- REST API -------------------------------------------------------------------------------
 # Requests each API user (token) may make per period, e.g. "1000/min", "20/s"; more get a 429.
@@ -221,6 +226,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # One timestamp format everywhere: ISO 8601 in UTC with a Z (backoffice.timestamps).
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%S.%fZ",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Claimdesk API",

@@ -62,7 +62,7 @@ def prepare(env, clients, approvals):
     from django.db import connections
 
     from api.tokens import create_token
-    from backoffice.actors import system_actor
+    from backoffice.actors import Actor, Source, system_actor
     from claims import services
 
     actor = system_actor("bench")
@@ -72,10 +72,12 @@ def prepare(env, clients, approvals):
         user = User.objects.create(username=f"bench-{number}", is_staff=True)
         user.groups.add(group)
         keys.append(create_token(user, actor=actor)[1])
+    # A request belongs to a user; the clients approve what this one asked.
+    requester = Actor(source=Source.API, user=User.objects.create(username="bench-requester"))
     pending = [
         str(
             services.request_approval(
-                kind="command", text=f"bench {n}", requested_by="bench", actor=actor
+                kind="command", text=f"bench {n}", agent_id="bench", actor=requester
             ).pk
         )
         for n in range(approvals)

@@ -95,19 +95,18 @@ def bench_approvals(count):
 
 
 def bench_claims(pairs):
-    actor = Actor(source=Source.API, label="bench-agent")
+    actor = Actor(source=Source.API, user=User.objects.create_user("bench"), label="bench-agent")
 
     def claim_and_release(i):
         granted = services.claim(
             story="bench",
             todolist=f"item-{i % 50}",
-            owner="bench",
             agent_id="bench-agent",
             fingerprint="bench-fp",
             ttl_seconds=60,
             actor=actor,
         )
-        services.release(granted.claim.pk, agent_id="bench-agent", actor=actor)
+        services.release(granted.claim.pk, lease_token=granted.lease_token, actor=actor)
 
     return Timing(pairs, claim_and_release)
 

@@ -5,7 +5,9 @@ staff user as actor, so the rules and the audit trail are the same as for the AP
 Telegram. Domain errors become admin messages in ``apply_each``, the one place that catches them.
 """
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -20,6 +22,7 @@ from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
 from .decision_times import WINDOWS_DAYS, decision_times
+from .durations import lease_state, span
 from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
 from .policies import Rules, refusal
 from .voting import tally
@@ -99,7 +102,13 @@ class LeaseStateFilter(admin.SimpleListFilter):
     parameter_name = "lease"
 
     def lookups(self, request, model_admin):
-        return [("live", "Live"), ("expired", "Expired"), ("released", "Released")]
+        return [
+            ("live", "Live"),
+            ("expired", "Expired"),
+            ("released", "Released"),
+            ("stale", "Stale (expired unreleased, held a day+, taken over 3+ times)"),
+            ("frozen", "Frozen"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "live":
@@ -108,29 +117,65 @@ class LeaseStateFilter(admin.SimpleListFilter):
             return queryset.ended().filter(released_at__isnull=True)
         if self.value() == "released":
             return queryset.filter(released_at__isnull=False)
+        if self.value() == "stale":
+            return queryset.filter(pk__in=selectors.stale_claims().values("pk"))
+        if self.value() == "frozen":
+            return queryset.filter(frozen_at__isnull=False)
         return queryset
+
+
+class ReasonActionForm(helpers.ActionForm):
+    """The bulk actions' form, with the reason every staff action on a lease must give."""
+
+    reason = forms.CharField(
+        required=False, max_length=2000, label="Reason (required, kept in the audit trail)"
+    )
+
+
+# What each lease button does: the service it calls and the words for the message.
+LEASE_STEPS = {
+    "force_release": "force-released",
+    "take_over": "taken over",
+    "freeze": "frozen",
+    "unfreeze": "unfrozen",
+}
 
 
 @admin.register(Claim)
 class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
-    """Read-only: leases change through their holders, or through the two staff actions."""
+    """The lease console: leases change through their holders, or through staff buttons here.
+
+    Force release, take over and freeze need a reason, which the audit trail keeps. The lease
+    token is never shown: only its holder has it.
+    """
 
     change_form_template = "admin/claims/claim/change_form.html"
-    list_display = ["work_item", "holder", "expires_in", "version", "acquired_at"]
+    action_form = ReasonActionForm
+    list_display = [
+        "work_item",
+        "holder",
+        "lease",
+        "fencing_token",
+        "waiting",
+        "frozen_label",
+        "takeovers",
+        "acquired_at",
+    ]
     list_filter = [LeaseStateFilter, "story"]
     search_fields = ["story", "todolist", "owner", "agent_id"]
     ordering = ["story", "todolist"]
-    actions = ["force_release", "take_over"]
+    actions = ["force_release", "take_over", "freeze", "unfreeze"]
     fields = [
         ("story", "todolist"),
-        ("owner", "agent_id", "fingerprint"),
-        ("acquired_at", "expires_at", "expires_in", "ttl_seconds"),
+        ("holder", "agent_id", "fingerprint"),
+        ("acquired_at", "expires_at", "lease", "ttl"),
         "released_at",
-        "version",
-        ("previous_owner", "previous_agent_id"),
+        ("fencing_token", "version", "takeovers"),
+        ("frozen_at", "frozen_by", "frozen_reason"),
+        "previous",
         ("created_at", "updated_at"),
     ]
-    readonly_fields = ["expires_in"]
+    readonly_fields = ["holder", "lease", "ttl", "previous"]
 
     @admin.display(description="Work item", ordering="story")
     def work_item(self, claim):
@@ -138,39 +183,107 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 
     @admin.display(description="Holder", ordering="owner")
     def holder(self, claim):
-        return f"{claim.owner} / {claim.agent_id}"
+        return claim.holder
 
-    @admin.display(description="Expires in", ordering="expires_at")
-    def expires_in(self, claim):
-        if claim.released_at is not None:
-            return "released"
-        if not claim.is_live():
-            return "expired"
-        return f"{claim.seconds_left()} s"
+    @admin.display(description="Previous holder")
+    def previous(self, claim):
+        return claim.previous_holder or "-"
+
+    @admin.display(description="Lease", ordering="expires_at")
+    def lease(self, claim):
+        return lease_state(claim.expires_at, claim.released_at)
+
+    @admin.display(description="TTL", ordering="ttl_seconds")
+    def ttl(self, claim):
+        return span(claim.ttl_seconds)
+
+    @admin.display(description="Waiting")
+    def waiting(self, claim):
+        return selectors.waiting_line(claim).count()
+
+    @admin.display(description="Frozen", boolean=True, ordering="frozen_at")
+    def frozen_label(self, claim):
+        return claim.frozen
 
     def has_force_release_permission(self, request):
         return request.user.has_perm(services.FORCE_RELEASE_PERMISSION)
 
+    def _lease_step(self, request, queryset, step, reason):
+        """Run one staff step on each claim and report; every step but unfreeze needs a reason."""
+        reason = (reason or "").strip()
+        if step != "unfreeze" and not reason:
+            messages.error(request, f"Give a reason: nothing is {LEASE_STEPS[step]} without one.")
+            return
+        actor = admin_actor(request)
+        change = {
+            "force_release": lambda c: services.force_release(c.pk, actor=actor, reason=reason)[1],
+            "take_over": lambda c: bool(services.take_over(c.pk, actor=actor, reason=reason)),
+            "freeze": lambda c: bool(services.freeze(c.pk, actor=actor, reason=reason)),
+            "unfreeze": lambda c: services.unfreeze(c.pk, actor=actor).changed,
+        }[step]
+        unchanged = {"force_release": "already released", "unfreeze": "not frozen"}
+        changed, skipped = apply_each(queryset, change, str, unchanged=unchanged.get(step, ""))
+        report(request, LEASE_STEPS[step], changed, skipped)
+
     @admin.action(description="Force release the selected claims", permissions=["force_release"])
     def force_release(self, request, queryset):
-        actor = admin_actor(request)
-
-        def release(claim):
-            return services.force_release(claim.pk, actor=actor).changed
-
-        changed, skipped = apply_each(queryset, release, str, unchanged="already released")
-        report(request, "force-released", changed, skipped)
+        self._lease_step(request, queryset, "force_release", request.POST.get("reason"))
 
     @admin.action(description="Take over the selected claims", permissions=["force_release"])
     def take_over(self, request, queryset):
-        actor = admin_actor(request)
+        self._lease_step(request, queryset, "take_over", request.POST.get("reason"))
 
-        def take(claim):
-            services.take_over(claim.pk, actor=actor)
-            return True
+    @admin.action(description="Freeze the selected work items", permissions=["force_release"])
+    def freeze(self, request, queryset):
+        self._lease_step(request, queryset, "freeze", request.POST.get("reason"))
 
-        changed, skipped = apply_each(queryset, take, str)
-        report(request, "taken over", changed, skipped)
+    @admin.action(description="Unfreeze the selected work items", permissions=["force_release"])
+    def unfreeze(self, request, queryset):
+        self._lease_step(request, queryset, "unfreeze", "")
+
+    # --- The change page: lease buttons, the waiting line and the audit history --------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/lease/",
+                self.admin_site.admin_view(self.lease_view),
+                name="claims_claim_lease",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_page_context(self, request, claim):
+        context = super().change_page_context(request, claim)
+        if claim is not None:
+            context["waiting_line"] = selectors.waiting_line(claim)
+            if self.has_force_release_permission(request):
+                context["lease_url"] = reverse("admin:claims_claim_lease", args=[claim.pk])
+                steps = ["force_release", "take_over", "unfreeze" if claim.frozen else "freeze"]
+                if claim.released_at is not None:
+                    steps.remove("force_release")
+                context["lease_steps"] = [
+                    (step, step.replace("_", " ").capitalize()) for step in steps
+                ]
+        return context
+
+    def lease_view(self, request, object_id):
+        """A button on the change page: one staff step on this claim, then back to the page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_force_release_permission(request):
+            raise PermissionDenied
+        claim = self.get_object(request, object_id)
+        if claim is None:
+            messages.error(request, f"No claim with id {object_id}.")
+            return HttpResponseRedirect(reverse("admin:claims_claim_changelist"))
+        step = request.POST.get("step", "")
+        if step in LEASE_STEPS:
+            queryset = self.get_queryset(request).filter(pk=claim.pk)
+            self._lease_step(request, queryset, step, request.POST.get("reason"))
+        else:
+            messages.error(request, f"Unknown step {step!r}.")
+        return HttpResponseRedirect(reverse("admin:claims_claim_change", args=[claim.pk]))
 
 
 # --- Approval requests ----------------------------------------------------------------------
@@ -218,7 +331,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         "status",
         "votes_counted",
         "summary",
-        "requested_by",
+        "requester",
         "created_at",
         "expires_at",
         "decided_by",
@@ -226,14 +339,15 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     list_display_links = ["short_id", "summary"]
     list_filter = ["status", "kind", "decision_source"]
     list_select_related = ["decided_by"]
-    search_fields = ["text", "requested_by"]
+    search_fields = ["text", "requested_by", "agent_id"]
+    readonly_fields = ["requester"]
     date_hierarchy = "created_at"
     actions = ["approve", "deny", "postpone", "archive"]
     fields = [
         ("kind", "status"),
         "text",
         "payload",
-        ("requested_by", "requested_by_user", "claim"),
+        ("requester", "claim"),
         ("created_at", "expires_at"),
         ("decided_by", "decided_at", "decision_source"),
         "decision_note",
@@ -250,6 +364,10 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     @admin.display(description="Id", ordering="id")
     def short_id(self, approval):
         return approval.short_id
+
+    @admin.display(description="Requested by", ordering="requested_by")
+    def requester(self, approval):
+        return approval.requester
 
     @admin.display(description="Votes")
     def votes_counted(self, approval):

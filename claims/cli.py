@@ -1,63 +1,58 @@
 """What the claim and approval commands share besides ``backoffice.cli``."""
 
-from .policies import Rules
-from .voting import tally
+import os
+from argparse import ArgumentParser
+from typing import Any
+
+from backoffice.timestamps import iso_utc
+
+from .models import ApprovalRequest, Claim
+from .representation import approval_data, claim_data
+from .selectors import waiting_line
+
+# Where the claim commands read the lease token when --lease-token is not given, so that it
+# stays out of the process list and the shell history.
+LEASE_TOKEN_ENV = "CLAIMDESK_LEASE_TOKEN"  # noqa: S105 - a variable name
 
 
-def claim_as_dict(claim, **extra):
-    """What the claim commands print about a claim."""
+def claim_as_dict(claim: Claim, **extra: Any) -> dict[str, Any]:
+    """What the claim commands print: the claim as every channel shows it, plus who waits in
+    line for it; never anything that proves holdership."""
     return {
-        "id": claim.pk,
-        "story": claim.story,
-        "todolist": claim.todolist,
-        "holder": {
-            "owner": claim.owner,
-            "agent_id": claim.agent_id,
-            "fingerprint": claim.fingerprint,
-        },
-        "live": claim.is_live(),
-        "acquired_at": claim.acquired_at,
-        "expires_at": claim.expires_at,
-        "released_at": claim.released_at,
-        "seconds_left": claim.seconds_left(),
-        "ttl_seconds": claim.ttl_seconds,
-        "version": claim.version,
-        "previous_holder": {
-            "owner": claim.previous_owner,
-            "agent_id": claim.previous_agent_id,
-        },
-        **extra,
-    }
-
-
-def approval_as_dict(approval, **extra):
-    """What the approval commands print about a request."""
-    return {
-        "id": str(approval.pk),
-        "short_id": approval.short_id,
-        "kind": approval.kind,
-        "status": approval.status,
-        "text": approval.text,
-        "requested_by": approval.requested_by,
-        "claim": approval.claim_id,
-        "created_at": approval.created_at,
-        "expires_at": approval.expires_at,
-        "decided_by": approval.decided_by.get_username() if approval.decided_by else None,
-        "decided_at": approval.decided_at,
-        "decision_source": approval.decision_source,
-        "decision_note": approval.decision_note,
-        "policy": Rules.from_request(approval).policy,
-        "votes": [
-            {"voter": vote.voter.get_username(), "choice": vote.choice, "source": vote.source}
-            for vote in approval.votes.select_related("voter")
+        **claim_data(claim),
+        "waiting_line": [
+            {"who": str(waiter), "since": iso_utc(waiter.joined_at)}
+            for waiter in waiting_line(claim)
         ],
-        "tally": tally(approval).as_dict(),
         **extra,
     }
 
 
-def add_holder_arguments(parser):
-    """The holder proves itself with its agent id or its fingerprint."""
-    holder = parser.add_mutually_exclusive_group(required=True)
-    holder.add_argument("--agent-id", help="The holder's agent id.")
-    holder.add_argument("--fingerprint", help="The holder's session fingerprint.")
+def approval_as_dict(approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    """What the approval commands print: the request as every channel shows it, plus the short
+    id the commands accept."""
+    return {**approval_data(approval), "short_id": approval.short_id, **extra}
+
+
+def add_user_argument(parser: ArgumentParser) -> None:
+    parser.add_argument(
+        "--user",
+        help="The username you act as (default: CLI_SERVICE_USER; one of the two is required).",
+    )
+
+
+def add_lease_arguments(parser: ArgumentParser) -> None:
+    """The holder proves itself with its lease token, and may say which grant it holds."""
+    parser.add_argument(
+        "--lease-token",
+        help=f"The lease token printed when the lease was granted (default: ${LEASE_TOKEN_ENV}).",
+    )
+    parser.add_argument(
+        "--fencing-token",
+        type=int,
+        help="Refuse (exit 3) unless this is still the work item's current fencing token.",
+    )
+
+
+def lease_token(options: dict[str, Any]) -> str:
+    return options.get("lease_token") or os.environ.get(LEASE_TOKEN_ENV, "")

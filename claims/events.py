@@ -48,7 +48,8 @@ class ClaimRefreshed(ClaimEvent):
 
 @dataclass(frozen=True)
 class ClaimTakenOver(ClaimEvent):
-    """An expired lease, or any lease taken by staff, went to a new holder."""
+    """An expired lease, or any lease taken by staff, went to a new holder with the next
+    fencing token."""
 
     previous_owner: str
     previous_agent_id: str
@@ -59,6 +60,16 @@ class ClaimReleased(ClaimEvent):
     """The lease ended: released by its holder, or ``forced`` by staff."""
 
     forced: bool = False
+
+
+@dataclass(frozen=True)
+class ClaimFrozen(ClaimEvent):
+    """Staff stopped anyone claiming the work item."""
+
+
+@dataclass(frozen=True)
+class ClaimUnfrozen(ClaimEvent):
+    """The work item may be claimed again."""
 
 
 # --- Approval requests ----------------------------------------------------------------------

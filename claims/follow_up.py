@@ -20,6 +20,7 @@ from backoffice.actors import Actor
 from . import events
 from .models import ApprovalRequest
 from .policies import Rules
+from .representation import approval_data
 from .voting import tally
 
 
@@ -55,7 +56,7 @@ def send_reminders(*, actor: Actor, now: datetime | None = None) -> list[Approva
                 "approval.reminded",
                 actor=actor,
                 obj=approval,
-                details={"reminder": passed, "of": len(times), "tally": counted.summary()},
+                details={**approval_data(approval), "reminder": passed, "of": len(times)},
             )
             events.publish(events.ReminderDue(actor, approval, passed, counted))
             reminded.append(approval)
@@ -78,10 +79,10 @@ def escalate(*, actor: Actor, now: datetime | None = None) -> list[ApprovalReque
             actor=actor,
             obj=approval,
             details={
+                **approval_data(approval),
                 "escalation_group": rules.escalation_group,
                 "escalation_chat_id": rules.escalation_chat_id,
                 "widened": widened,
-                "tally": counted.summary(),
             },
         )
         events.publish(

@@ -1,3 +1,4 @@
+import hmac
 import uuid
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -8,6 +9,13 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from .lease_tokens import hash_lease_token
+
+
+def labelled(name: str, label: str) -> str:
+    """How a checked identity and its free-text label are shown everywhere: "user (label)"."""
+    return f"{name} ({label})" if label and label != name else name
 
 
 def _live(now: datetime | None = None) -> Q:
@@ -38,15 +46,47 @@ class Claim(models.Model):
 
     There is one row per work item for its whole life; the holder changes as leases are released,
     expire and are taken over, and ``version`` grows on every change so clients can detect races.
+    ``fencing_token`` grows on every grant only, and since the row is never replaced it is never
+    reused: an outside resource compares it to refuse a writer that lost its lease.
+
+    The owner is a user the system checked (the API token's user, the CLI's ``--user``); the agent
+    id and fingerprint are labels the holder chose. Only the lease token, whose hash is kept here,
+    proves holdership.
     """
 
     story = models.CharField(max_length=200)
     todolist = models.CharField(max_length=200)
-    owner = models.CharField(max_length=150, help_text="Who holds the lease (person or team).")
-    agent_id = models.CharField(max_length=150, help_text="The agent acting for the owner.")
-    fingerprint = models.CharField(max_length=200, help_text="The holder's session fingerprint.")
-    ttl_seconds = models.PositiveIntegerField()
+    owner = models.CharField(max_length=150, help_text="The username of the lease's holder.")
+    owner_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="owner (user)",
+    )
+    agent_id = models.CharField(max_length=150, help_text="A label: the agent acting for them.")
+    fingerprint = models.CharField(
+        max_length=200, blank=True, help_text="A label: the holder's session or host."
+    )
+    lease_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    fencing_token = models.PositiveBigIntegerField(
+        default=0, help_text="Grows on every grant of this work item; never reused."
+    )
+    ttl_seconds = models.PositiveIntegerField("TTL (seconds)")
     version = models.PositiveIntegerField(default=1)
+    takeovers = models.PositiveIntegerField(
+        default=0, help_text="How often an expired lease on this work item was taken over."
+    )
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    frozen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    frozen_reason = models.TextField(max_length=2000, blank=True)
     acquired_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)
     released_at = models.DateTimeField(null=True, blank=True)
@@ -81,11 +121,46 @@ class Claim(models.Model):
             return 0
         return int((self.expires_at - (now or timezone.now())).total_seconds())
 
-    def is_held_by(self, *, agent_id="", fingerprint=""):
-        return bool(
-            (agent_id and agent_id == self.agent_id)
-            or (fingerprint and fingerprint == self.fingerprint)
-        )
+    @property
+    def holder(self) -> str:
+        return labelled(self.owner, self.agent_id)
+
+    @property
+    def previous_holder(self) -> str:
+        return labelled(self.previous_owner, self.previous_agent_id)
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_at is not None
+
+    def proves(self, lease_token: str) -> bool:
+        """Whether ``lease_token`` is the secret handed out with the current lease."""
+        if not self.lease_token_hash or not lease_token:
+            return False
+        return hmac.compare_digest(hash_lease_token(lease_token), self.lease_token_hash)
+
+
+class ClaimWaiter(models.Model):
+    """A claimer waiting in line for a busy work item; the lowest id is served first.
+
+    A waiter renews ``seen_until`` while it waits, so one that died is skipped and dropped
+    instead of blocking the line.
+    """
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="waiters")
+    owner = models.CharField(max_length=150)
+    agent_id = models.CharField(max_length=150)
+    joined_at = models.DateTimeField()
+    seen_until = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return labelled(self.owner, self.agent_id)
+
+    def waited(self, now: datetime | None = None) -> float:
+        return ((now or timezone.now()) - self.joined_at).total_seconds()
 
 
 class Kind(models.TextChoices):
@@ -251,7 +326,10 @@ class ApprovalRequest(models.Model):
     payload = models.JSONField(
         default=dict, blank=True, help_text="Machine-readable detail: the command, the manifest."
     )
-    requested_by = models.CharField(max_length=150)
+    requested_by = models.CharField(max_length=150, help_text="The username of who asked.")
+    agent_id = models.CharField(
+        max_length=150, blank=True, help_text="A label: the agent that asked for the user."
+    )
     requested_by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -304,6 +382,10 @@ class ApprovalRequest(models.Model):
     @property
     def short_id(self):
         return self.id.hex[:8]
+
+    @property
+    def requester(self) -> str:
+        return labelled(self.requested_by, self.agent_id)
 
 
 class Vote(models.Model):

@@ -1,34 +1,55 @@
 """Reading claims and approval requests."""
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from backoffice.errors import InvalidInput, NotFound
 
-from .models import ApprovalRequest, Claim
+from .models import ApprovalRequest, Claim, ClaimWaiter
 
 MIN_ID_PREFIX = 6
 
 
-def get_claim(claim_id, *, lock=False):
+def get_claim(claim_id: object, *, lock: bool = False) -> Claim:
     """The claim with ``claim_id``; ``lock`` holds its row until the caller's transaction ends."""
     queryset = Claim.objects.select_for_update() if lock else Claim.objects
     try:
+        if isinstance(claim_id, bool) or not str(claim_id).isdigit():
+            raise ValueError(claim_id)
         return queryset.get(pk=int(claim_id))
     except (Claim.DoesNotExist, TypeError, ValueError, OverflowError):
         raise NotFound(f"No claim with id {claim_id}.") from None
 
 
-def find_claim(story, todolist):
+def waiting_line(claim: Claim, now: datetime | None = None) -> QuerySet[ClaimWaiter]:
+    """Who waits for ``claim`` now, first in line first."""
+    return claim.waiters.filter(seen_until__gt=now or timezone.now()).order_by("id")
+
+
+def stale_claims(now: datetime | None = None) -> QuerySet[Claim]:
+    """Leases staff should look at: expired but never released, held a day or more, or taken
+    over three times or more."""
+    now = now or timezone.now()
+    expired = Claim.objects.ended(now).filter(released_at__isnull=True)
+    return Claim.objects.filter(
+        Q(pk__in=expired.values("pk"))
+        | Q(released_at__isnull=True, acquired_at__lte=now - timedelta(days=1))
+        | Q(takeovers__gte=3)
+    )
+
+
+def find_claim(story: str, todolist: str) -> Claim:
     try:
         return Claim.objects.get(story=story, todolist=todolist)
     except Claim.DoesNotExist:
         raise NotFound(f"No claim on {story}/{todolist}.") from None
 
 
-def get_approval(approval_id, *, lock=False):
+def get_approval(approval_id: object, *, lock: bool = False) -> ApprovalRequest:
     """The request with ``approval_id``; ``lock`` holds its row until the transaction ends."""
     queryset = ApprovalRequest.objects.select_for_update() if lock else ApprovalRequest.objects
     try:
@@ -36,6 +57,17 @@ def get_approval(approval_id, *, lock=False):
     except (ApprovalRequest.DoesNotExist, ValidationError, ValueError, TypeError):
         # A string that is not a UUID at all is just as unknown as one that matches nothing.
         raise NotFound(f"No approval request with id {approval_id}.") from None
+
+
+def resolve_approval(approval_id: object) -> ApprovalRequest:
+    """The request with this full id, or with this short id (six or more hex digits)."""
+    try:
+        return get_approval(approval_id)
+    except NotFound:
+        prefix = id_prefix(str(approval_id))
+        if prefix is None or len(prefix) >= 32:
+            raise
+    return find_approval_by_prefix(prefix)
 
 
 def id_prefix(text: str) -> str | None:
@@ -62,7 +94,7 @@ def find_approval_by_prefix(prefix: str) -> ApprovalRequest:
     return matches[0]
 
 
-def approvals_with_id_prefix(prefix):
+def approvals_with_id_prefix(prefix: str) -> QuerySet[ApprovalRequest]:
     """Requests whose id starts with ``prefix``, hexadecimal digits without dashes."""
     # Ids sort like their hex digits, so a prefix is a range query on the primary key.
     lowest = uuid.UUID(prefix[:32].ljust(32, "0"))
@@ -70,13 +102,13 @@ def approvals_with_id_prefix(prefix):
     return ApprovalRequest.objects.filter(id__gte=lowest, id__lte=highest)
 
 
-def pending_approvals():
+def pending_approvals() -> QuerySet[ApprovalRequest]:
     return ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING).order_by(
         "created_at"
     )
 
 
-def overdue_approvals(now=None):
+def overdue_approvals(now: datetime | None = None) -> QuerySet[ApprovalRequest]:
     """Pending or postponed requests whose time to be decided has passed."""
     return ApprovalRequest.objects.filter(
         status__in=ApprovalRequest.AWAITING_DECISION,

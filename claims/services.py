@@ -5,38 +5,60 @@ commit together or not at all. Admin actions, API views, commands and Telegram h
 functions and nothing else, so a rule lives in exactly one place.
 """
 
-from datetime import timedelta
-from typing import NamedTuple
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from audit.services import record
-from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
+from backoffice.actors import Actor
+from backoffice.errors import DomainError, InvalidInput, InvalidTransition, NotPermitted
+from backoffice.timestamps import iso_utc
 
 from . import events, policies, voting
-from .errors import ClaimConflict, NotHolder
-from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote, max_length
-from .selectors import get_approval, get_claim, overdue_approvals
+from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
+from .lease_tokens import new_lease_token
+from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote, max_length
+from .representation import approval_data, claim_data
+from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
 Status = ApprovalRequest.Status
+T = TypeVar("T")
+
+# What a lease is given to: the checked user, the labels they chose, and for how long.
+Holder = dict[str, Any]
 
 DECIDE_PERMISSION = "claims.decide_approvalrequest"
 ARCHIVE_PERMISSION = "claims.archive_approvalrequest"
 FORCE_RELEASE_PERMISSION = "claims.force_release_claim"
 
+# Waiting in line: how often a waiter looks whether its turn came, how often it says it is still
+# there, and after how long without a word it is dropped from the line.
+WAIT_POLL_INTERVAL = 0.1
+WAITER_RENEW_EVERY = 2.0
+WAITER_TIMEOUT = 10.0
+
 
 class Granted(NamedTuple):
-    """The claim after ``claim()`` and what happened: acquired, refreshed or taken_over."""
+    """The claim after ``claim()`` and what happened: acquired, refreshed or taken_over.
+
+    ``lease_token`` is the secret proving holdership, set when a lease was granted (not on a
+    refresh). It is shown to the caller in this answer and never again.
+    """
 
     claim: Claim
     outcome: str
+    lease_token: str = ""
 
 
 class Released(NamedTuple):
-    """The claim after a forced release, and whether this call ended the lease."""
+    """The claim after a forced release or an unfreeze, and whether this call changed it."""
 
     claim: Claim
     changed: bool
@@ -53,18 +75,22 @@ class Decided(NamedTuple):
 # --- Claims ---------------------------------------------------------------------------------
 
 
-def _text(fields, name, value, max_length):
-    value = (value or "").strip()
-    if not value:
+def _text(
+    fields: dict[str, str], name: str, value: Any, limit: int, *, required: bool = True
+) -> Any:
+    value = (value or "").strip() if isinstance(value, str) or value is None else value
+    if not isinstance(value, str):
+        fields[name] = "must be text"
+    elif not value and required:
         fields[name] = "must not be empty"
-    elif len(value) > max_length:
-        fields[name] = f"must be at most {max_length} characters"
+    elif len(value) > limit:
+        fields[name] = f"must be at most {limit} characters"
     return value
 
 
-def _ttl(fields, ttl_seconds):
+def _ttl(fields: dict[str, str], ttl_seconds: Any, default: int | None = None) -> Any:
     if ttl_seconds is None:
-        return settings.CLAIM_DEFAULT_TTL
+        return default or settings.CLAIM_DEFAULT_TTL
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
         fields["ttl_seconds"] = "must be a whole number of seconds"
     elif not 0 < ttl_seconds <= settings.CLAIM_MAX_TTL:
@@ -72,257 +98,484 @@ def _ttl(fields, ttl_seconds):
     return ttl_seconds
 
 
-def _holder_fields(owner, agent_id, fingerprint, ttl_seconds):
-    """The cleaned holder of a lease; raises ``InvalidInput`` naming every bad field."""
-    fields: dict[str, str] = {}
-    holder = {
-        "owner": _text(fields, "owner", owner, max_length(Claim, "owner")),
-        "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
-        "fingerprint": _text(fields, "fingerprint", fingerprint, max_length(Claim, "fingerprint")),
-        "ttl_seconds": _ttl(fields, ttl_seconds),
+def _fencing_token(fields: dict[str, str], fencing_token: Any) -> Any:
+    if fencing_token is not None and (
+        isinstance(fencing_token, bool) or not isinstance(fencing_token, int) or fencing_token < 0
+    ):
+        fields["fencing_token"] = "must be a whole number, 0 or more"  # noqa: S105
+    return fencing_token
+
+
+def _owner(fields: dict[str, str], actor: Actor) -> User | None:
+    """The user a lease or a request belongs to: always one the channel checked."""
+    user = actor.authenticated_user
+    if user is None or not user.is_active:
+        fields["user"] = "a lease is held by an active user; name one"
+        return None
+    return user
+
+
+def _claim_details(claim: Claim, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a claim: its representation, as every channel shows it."""
+    return {**claim_data(claim), **extra}
+
+
+def _new_lease(holder: Holder, now: datetime) -> tuple[str, dict[str, Any]]:
+    """The fields that give a lease to ``holder`` from ``now``, and its new lease token, which
+    only the caller's answer carries."""
+    lease_token, token_hash = new_lease_token()
+    return lease_token, {
+        "lease_token_hash": token_hash,
+        "owner": holder["owner_user"].get_username(),
+        "owner_user": holder["owner_user"],
+        "agent_id": holder["agent_id"],
+        "fingerprint": holder["fingerprint"],
+        "ttl_seconds": holder["ttl_seconds"],
+        "acquired_at": now,
+        "expires_at": now + timedelta(seconds=holder["ttl_seconds"]),
+        "released_at": None,
     }
-    if fields:
-        raise InvalidInput(fields)
-    return holder
 
 
-def _claim_details(claim, **extra):
-    return {
-        "story": claim.story,
-        "todolist": claim.todolist,
-        "owner": claim.owner,
-        "agent_id": claim.agent_id,
-        "ttl_seconds": claim.ttl_seconds,
-        "version": claim.version,
-        "expires_at": claim.expires_at.isoformat(),
-        **extra,
-    }
+def _hand_over(claim: Claim, holder: Holder, now: datetime) -> str:
+    """Give ``claim`` to a new holder with a new lease token and the next fencing token.
 
-
-def _hand_over(claim, holder, now):
-    """Give ``claim`` to a new holder, remembering the previous one."""
+    Returns the lease token, which only the caller's answer carries.
+    """
+    lease_token, lease = _new_lease(holder, now)
     claim.previous_owner, claim.previous_agent_id = claim.owner, claim.agent_id
-    claim.owner = holder["owner"]
-    claim.agent_id = holder["agent_id"]
-    claim.fingerprint = holder["fingerprint"]
-    claim.ttl_seconds = holder["ttl_seconds"]
-    claim.acquired_at = now
-    claim.expires_at = now + timedelta(seconds=holder["ttl_seconds"])
-    claim.released_at = None
+    for name, value in lease.items():
+        setattr(claim, name, value)
+    claim.fencing_token += 1
     claim.version += 1
     claim.save()
+    return lease_token
+
+
+def _line(claim: Claim, now: datetime) -> Any:
+    """The waiters still in line for ``claim``, first first; those that stopped polling are not."""
+    return ClaimWaiter.objects.filter(claim=claim, seen_until__gt=now).order_by("id")
 
 
 @transaction.atomic
-def claim(*, story, todolist, owner, agent_id, fingerprint, ttl_seconds=None, actor):
-    """Grant the lease on (story, todolist), or refresh it if the caller already holds it.
-
-    A live lease held by someone else raises ``ClaimConflict``; an expired or released lease is
-    taken over. Safe under concurrency: the row is locked, and a race to create it is settled by
-    the unique constraint.
-    """
-    fields: dict[str, str] = {}
-    story = _text(fields, "story", story, max_length(Claim, "story"))
-    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
-    try:
-        holder = _holder_fields(owner, agent_id, fingerprint, ttl_seconds)
-    except InvalidInput as invalid:
-        fields.update(invalid.fields)
-    if fields:
-        raise InvalidInput(fields)
+def _try_claim(
+    story: str,
+    todolist: str,
+    holder: Holder,
+    lease_token: str,
+    ticket: int | None,
+    actor: Actor,
+) -> Granted:
+    """One attempt at ``claim()``: grant, refresh or take over, or raise why not."""
     now = timezone.now()
+    token, lease = _new_lease(holder, now)
     current, created = Claim.objects.select_for_update().get_or_create(
-        story=story,
-        todolist=todolist,
-        defaults={
-            "acquired_at": now,
-            "expires_at": now + timedelta(seconds=holder["ttl_seconds"]),
-            **holder,
-        },
+        story=story, todolist=todolist, defaults={**lease, "fencing_token": 1}
     )
     if created:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
         events.publish(events.ClaimAcquired(actor, current))
-        return Granted(current, "acquired")
-
-    same_holder = current.is_held_by(agent_id=holder["agent_id"], fingerprint=holder["fingerprint"])
-    if current.is_live(now) and not same_holder:
-        raise ClaimConflict(current)
+        return Granted(current, "acquired", token)
+    if current.frozen:
+        raise Frozen(current)
     if current.is_live(now):
+        if not lease_token:
+            raise ClaimConflict(current, waiting=_line(current, now).count())
+        if not current.proves(lease_token):
+            raise NotHolder(f"That lease token does not hold {current.work_item}.")
         _extend(current, holder["ttl_seconds"], now)
         record("claim.refreshed", actor=actor, obj=current, details=_claim_details(current))
         events.publish(events.ClaimRefreshed(actor, current))
         return Granted(current, "refreshed")
+    line = _line(current, now)
+    first = line.first()
+    if first is not None and first.pk != ticket:
+        raise ClaimConflict(current, waiting=line.count())
+    ClaimWaiter.objects.filter(claim=current, seen_until__lte=now).delete()
+    if ticket is not None:
+        ClaimWaiter.objects.filter(pk=ticket).delete()
     was_released = current.released_at is not None
-    _hand_over(current, holder, now)
+    token = _hand_over(current, holder, now)
     if was_released:
         record("claim.acquired", actor=actor, obj=current, details=_claim_details(current))
         events.publish(events.ClaimAcquired(actor, current))
-        return Granted(current, "acquired")
-    record(
-        "claim.taken_over",
-        actor=actor,
-        obj=current,
-        details=_claim_details(
-            current,
-            previous_owner=current.previous_owner,
-            previous_agent_id=current.previous_agent_id,
-        ),
-    )
+        return Granted(current, "acquired", token)
+    current.takeovers += 1
+    current.save(update_fields=["takeovers"])
+    record("claim.taken_over", actor=actor, obj=current, details=_claim_details(current))
     events.publish(
         events.ClaimTakenOver(actor, current, current.previous_owner, current.previous_agent_id)
     )
-    return Granted(current, "taken_over")
+    return Granted(current, "taken_over", token)
 
 
-def _extend(claim, ttl_seconds, now):
+def _join_line(story: str, todolist: str, holder: Holder, now: datetime) -> int:
+    """Queue for the work item in its own committed transaction; returns the waiter's id."""
+    with transaction.atomic():
+        claim = Claim.objects.get(story=story, todolist=todolist)
+        return ClaimWaiter.objects.create(
+            claim=claim,
+            owner=holder["owner_user"].get_username(),
+            agent_id=holder["agent_id"],
+            joined_at=now,
+            seen_until=now + timedelta(seconds=WAITER_TIMEOUT),
+        ).pk
+
+
+def _may_be_served(story: str, todolist: str, ticket: int) -> bool:
+    """A read without locks: is the lease over and this waiter first in line?"""
+    now = timezone.now()
+    claim = Claim.objects.filter(story=story, todolist=todolist).first()
+    if claim is None or claim.frozen or claim.is_live(now):
+        return False
+    first = (
+        ClaimWaiter.objects.filter(claim=claim, seen_until__gt=now)
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return first in (None, ticket)
+
+
+def claim(
+    *,
+    story: str,
+    todolist: str,
+    agent_id: str,
+    fingerprint: str = "",
+    ttl_seconds: int | None = None,
+    lease_token: str = "",
+    wait: float = 0,
+    actor: Actor,
+) -> Granted:
+    """Grant the lease on (story, todolist) to ``actor.user``, or refresh it for its holder.
+
+    Refreshing needs the lease token handed out with the lease; without it a live lease is a
+    ``ClaimConflict`` whoever asks, and a wrong token is refused (``NotHolder``) and audited. An
+    expired or released lease is taken over by the first in line. With ``wait`` seconds the
+    caller queues for a busy work item and is served in arrival order; giving up leaves the line.
+    Safe under concurrency: the row is locked, and a race to create it is settled by the unique
+    constraint.
+    """
+    fields: dict[str, str] = {}
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
+    holder = {
+        "owner_user": _owner(fields, actor),
+        "agent_id": _text(fields, "agent_id", agent_id, max_length(Claim, "agent_id")),
+        "fingerprint": _text(
+            fields, "fingerprint", fingerprint, max_length(Claim, "fingerprint"), required=False
+        ),
+        "ttl_seconds": _ttl(fields, ttl_seconds),
+    }
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        fields["wait"] = "must be a number of seconds, 0 or more"
+    elif wait and transaction.get_connection().in_atomic_block:
+        fields["wait"] = "cannot wait inside a transaction (or with an Idempotency-Key)"
+    if fields:
+        raise InvalidInput(fields)
+    deadline = time.monotonic() + wait
+    ticket = None
+    try:
+        while True:
+            try:
+                return _try_claim(story, todolist, holder, lease_token, ticket, actor)
+            except NotHolder as refused:
+                claimed = Claim.objects.get(story=story, todolist=todolist)
+                _audit_refusal(refused, actor, claim=claimed, operation="claim")
+                raise
+            except ClaimConflict:
+                if time.monotonic() >= deadline:
+                    raise
+            ticket = _wait_in_line(story, todolist, holder, ticket, deadline)
+    finally:
+        if ticket is not None:
+            ClaimWaiter.objects.filter(pk=ticket).delete()
+
+
+def _wait_in_line(
+    story: str, todolist: str, holder: Holder, ticket: int | None, deadline: float
+) -> int:
+    """Join the line (first call), then poll until this waiter may be served or time is up."""
+    if ticket is None:
+        ticket = _join_line(story, todolist, holder, timezone.now())
+    renewed = time.monotonic()
+    while time.monotonic() < deadline:
+        if _may_be_served(story, todolist, ticket):
+            return ticket
+        time.sleep(min(WAIT_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        if time.monotonic() - renewed >= WAITER_RENEW_EVERY:
+            ClaimWaiter.objects.filter(pk=ticket).update(
+                seen_until=timezone.now() + timedelta(seconds=WAITER_TIMEOUT)
+            )
+            renewed = time.monotonic()
+    return ticket
+
+
+def _extend(claim: Claim, ttl_seconds: int, now: datetime) -> None:
     claim.ttl_seconds = ttl_seconds
     claim.expires_at = now + timedelta(seconds=ttl_seconds)
     claim.version += 1
     claim.save(update_fields=["ttl_seconds", "expires_at", "version", "updated_at"])
 
 
-def _check_holder(claim, agent_id, fingerprint):
-    if not claim.is_held_by(agent_id=agent_id, fingerprint=fingerprint):
-        raise NotHolder(
-            f"{claim.work_item} is held by {claim.owner} (agent {claim.agent_id}), not by you.",
-            holder={"owner": claim.owner, "agent_id": claim.agent_id},
+def _check_proof(claim: Claim, lease_token: str, fencing_token: int | None) -> None:
+    """Refuse a caller whose fencing token is stale or whose lease token is not this lease's."""
+    if fencing_token is not None and fencing_token != claim.fencing_token:
+        raise StaleFence(claim, fencing_token)
+    if not claim.proves(lease_token):
+        raise NotHolder(f"That lease token does not hold {claim.work_item}.")
+
+
+def _audit_refusal(error: DomainError, actor: Actor, *, operation: str, claim: Claim) -> None:
+    """Record a refused proof, with the caller's own identity, in a transaction of its own."""
+    with transaction.atomic():
+        record(
+            "claim.refused",
+            actor=actor,
+            obj=claim,
+            details={"operation": operation, "error": error.code, "detail": error.message},
         )
 
 
-@transaction.atomic
-def refresh(claim_id, *, agent_id="", fingerprint="", ttl_seconds=None, actor):
-    """Extend the holder's lease from now, optionally with a new TTL."""
+def _under_lease(
+    claim_id: object,
+    lease_token: str,
+    fencing_token: int | None,
+    actor: Actor,
+    operation: str,
+    change: Callable[[Claim], T],
+) -> T:
+    """Lock the claim, check the caller's proof and apply ``change``; a refusal is audited."""
+    try:
+        with transaction.atomic():
+            claim = get_claim(claim_id, lock=True)
+            _check_proof(claim, lease_token, fencing_token)
+            return change(claim)
+    except (NotHolder, StaleFence) as refused:
+        _audit_refusal(refused, actor, claim=get_claim(claim_id), operation=operation)
+        raise
+
+
+def _proof_fields(fields: dict[str, str], lease_token: Any, fencing_token: Any) -> None:
+    if not isinstance(lease_token, str) or not lease_token.strip():
+        fields["lease_token"] = "give the token handed out with the lease"  # noqa: S105
+    _fencing_token(fields, fencing_token)
+
+
+def refresh(
+    claim_id: object,
+    *,
+    lease_token: str,
+    fencing_token: int | None = None,
+    ttl_seconds: int | None = None,
+    actor: Actor,
+) -> Claim:
+    """Extend the holder's lease from now; without a TTL it keeps the one it has."""
     fields: dict[str, str] = {}
-    ttl_seconds = _ttl(fields, ttl_seconds)
-    if not (agent_id or fingerprint):
-        fields["agent_id"] = "give the agent id or the fingerprint of the holder"
+    ttl_seconds = _ttl(fields, ttl_seconds, default=-1)
+    _proof_fields(fields, lease_token, fencing_token)
     if fields:
         raise InvalidInput(fields)
-    claim = get_claim(claim_id, lock=True)
-    _check_holder(claim, agent_id, fingerprint)
-    if claim.released_at is not None:
-        raise NotHolder(f"{claim.work_item} was released; claim it again.")
-    _extend(claim, ttl_seconds, timezone.now())
-    record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
-    events.publish(events.ClaimRefreshed(actor, claim))
-    return claim
+
+    def extend(claim: Claim) -> Claim:
+        if not claim.is_live():
+            raise NotHolder(f"The lease on {claim.work_item} has ended; claim it again.")
+        _extend(claim, claim.ttl_seconds if ttl_seconds == -1 else ttl_seconds, timezone.now())
+        record("claim.refreshed", actor=actor, obj=claim, details=_claim_details(claim))
+        events.publish(events.ClaimRefreshed(actor, claim))
+        return claim
+
+    return _under_lease(claim_id, lease_token, fencing_token, actor, "refresh", extend)
 
 
-@transaction.atomic
-def release(claim_id, *, agent_id="", fingerprint="", actor):
+def release(
+    claim_id: object, *, lease_token: str, fencing_token: int | None = None, actor: Actor
+) -> Claim:
     """End the holder's lease. Releasing a lease already released changes nothing."""
-    if not (agent_id or fingerprint):
-        raise InvalidInput({"agent_id": "give the agent id or the fingerprint of the holder"})
-    claim = get_claim(claim_id, lock=True)
-    _check_holder(claim, agent_id, fingerprint)
-    if claim.released_at is None:
-        _end(claim)
-        record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
-        events.publish(events.ClaimReleased(actor, claim))
-    return claim
+    fields: dict[str, str] = {}
+    _proof_fields(fields, lease_token, fencing_token)
+    if fields:
+        raise InvalidInput(fields)
+
+    def end(claim: Claim) -> Claim:
+        if claim.released_at is None:
+            _end(claim)
+            record("claim.released", actor=actor, obj=claim, details=_claim_details(claim))
+            events.publish(events.ClaimReleased(actor, claim))
+        return claim
+
+    return _under_lease(claim_id, lease_token, fencing_token, actor, "release", end)
 
 
-def _end(claim):
+def check_fence(*, story: str, todolist: str, fencing_token: int | None, actor: Actor) -> Claim:
+    """Whether ``fencing_token`` is still the live lease's on (story, todolist).
+
+    Answers the claim when it is; raises ``StaleFence`` (audited) when the lease was lost.
+    """
+    fields: dict[str, str] = {}
+    story = _text(fields, "story", story, max_length(Claim, "story"))
+    todolist = _text(fields, "todolist", todolist, max_length(Claim, "todolist"))
+    if fencing_token is None:
+        fields["fencing_token"] = "give the fencing token to check"  # noqa: S105
+    _fencing_token(fields, fencing_token)
+    if fields:
+        raise InvalidInput(fields)
+    claim = find_claim(story, todolist)
+    if claim.fencing_token == fencing_token and claim.is_live():
+        return claim
+    stale = StaleFence(claim, fencing_token)
+    _audit_refusal(stale, actor, claim=claim, operation="check")
+    raise stale
+
+
+def _end(claim: Claim) -> None:
+    # The token's hash stays, so that its holder may release again without an error; a released
+    # lease is never refreshed, and the next grant replaces the hash.
     claim.released_at = timezone.now()
     claim.version += 1
     claim.save(update_fields=["released_at", "version", "updated_at"])
 
 
-def _require(actor, permission, doing):
+def _require(actor: Actor, permission: str, doing: str) -> None:
     if not actor.has_perm(permission):
         raise NotPermitted(f"{actor.name} may not {doing}.")
 
 
+def _reason(reason: Any) -> str:
+    fields: dict[str, str] = {}
+    reason = _text(fields, "reason", reason, max_length(Claim, "frozen_reason"))
+    if fields:
+        raise InvalidInput(fields)
+    return reason
+
+
 @transaction.atomic
-def force_release(claim_id, *, actor):
-    """Staff end someone else's lease; the audit event names the staff user."""
+def force_release(claim_id: object, *, actor: Actor, reason: str) -> Released:
+    """Staff end someone else's lease; the audit event names the staff user and why."""
     _require(actor, FORCE_RELEASE_PERMISSION, "force-release claims")
+    reason = _reason(reason)
     claim = get_claim(claim_id, lock=True)
     if claim.released_at is not None:
         return Released(claim, False)
     _end(claim)
-    record("claim.force_released", actor=actor, obj=claim, details=_claim_details(claim))
+    record(
+        "claim.force_released", actor=actor, obj=claim, details=_claim_details(claim, note=reason)
+    )
     events.publish(events.ClaimReleased(actor, claim, forced=True))
     return Released(claim, True)
 
 
 @transaction.atomic
-def take_over(claim_id, *, actor, ttl_seconds=None):
-    """Staff take a lease for themselves, live or not."""
+def take_over(
+    claim_id: object, *, actor: Actor, reason: str, ttl_seconds: int | None = None
+) -> Granted:
+    """Staff take a lease for themselves, live or not; returns the grant with its lease token."""
     _require(actor, FORCE_RELEASE_PERMISSION, "take over claims")
+    reason = _reason(reason)
+    fields: dict[str, str] = {}
+    holder = {
+        "owner_user": _owner(fields, actor),
+        "agent_id": actor.source,
+        "fingerprint": actor.source,
+        "ttl_seconds": _ttl(fields, ttl_seconds),
+    }
+    if fields:
+        raise InvalidInput(fields)
     claim = get_claim(claim_id, lock=True)
-    holder = _holder_fields(
-        actor.name, f"{actor.source}:{actor.name}", f"{actor.source}:{actor.name}", ttl_seconds
-    )
-    _hand_over(claim, holder, timezone.now())
-    record(
-        "claim.taken_over",
-        actor=actor,
-        obj=claim,
-        details=_claim_details(
-            claim, previous_owner=claim.previous_owner, previous_agent_id=claim.previous_agent_id
-        ),
-    )
+    token = _hand_over(claim, holder, timezone.now())
+    claim.takeovers += 1
+    claim.save(update_fields=["takeovers"])
+    record("claim.taken_over", actor=actor, obj=claim, details=_claim_details(claim, note=reason))
     events.publish(
         events.ClaimTakenOver(actor, claim, claim.previous_owner, claim.previous_agent_id)
     )
+    return Granted(claim, "taken_over", token)
+
+
+@transaction.atomic
+def freeze(claim_id: object, *, actor: Actor, reason: str) -> Claim:
+    """Staff stop anyone claiming the work item until it is unfrozen; a live lease runs on."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "freeze claims")
+    reason = _reason(reason)
+    claim = get_claim(claim_id, lock=True)
+    claim.frozen_at = timezone.now()
+    claim.frozen_by = actor.authenticated_user
+    claim.frozen_reason = reason
+    claim.version += 1
+    claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
+    record("claim.frozen", actor=actor, obj=claim, details=_claim_details(claim, note=reason))
+    events.publish(events.ClaimFrozen(actor, claim))
     return claim
+
+
+@transaction.atomic
+def unfreeze(claim_id: object, *, actor: Actor) -> Released:
+    """Let the work item be claimed again. Unfreezing twice changes nothing."""
+    _require(actor, FORCE_RELEASE_PERMISSION, "unfreeze claims")
+    claim = get_claim(claim_id, lock=True)
+    if not claim.frozen:
+        return Released(claim, False)
+    claim.frozen_at, claim.frozen_by, claim.frozen_reason = None, None, ""
+    claim.version += 1
+    claim.save(update_fields=["frozen_at", "frozen_by", "frozen_reason", "version", "updated_at"])
+    record("claim.unfrozen", actor=actor, obj=claim, details=_claim_details(claim))
+    events.publish(events.ClaimUnfrozen(actor, claim))
+    return Released(claim, True)
 
 
 # --- Approval requests ----------------------------------------------------------------------
 
 
-def _approval_details(approval, **extra):
-    return {"kind": approval.kind, "status": approval.status, **extra}
+def _approval_details(approval: ApprovalRequest, **extra: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a request: its representation, as every channel shows it."""
+    return {**approval_data(approval), **extra}
 
 
 @transaction.atomic
-def request_approval(*, kind, text, requested_by, actor, claim_id=None, payload=None):
-    """Ask the approvers a question under the policy that applies to it.
+def request_approval(
+    *,
+    kind: str,
+    text: str,
+    actor: Actor,
+    agent_id: str = "",
+    claim_id: object = None,
+    payload: dict[str, Any] | None = None,
+) -> ApprovalRequest:
+    """Ask the approvers a question as ``actor.user``, under the policy that applies to it.
 
-    The policy's rules are copied onto the request; it expires after the policy's deadline
-    (``APPROVAL_EXPIRY`` seconds under the default policy).
+    ``agent_id`` is a label for the agent asking on the user's behalf. The policy's rules are
+    copied onto the request; it expires after the policy's deadline (``APPROVAL_EXPIRY`` under
+    the default policy).
     """
     fields: dict[str, str] = {}
     if kind not in ApprovalRequest.Kind.values:
         fields["kind"] = f"must be one of {', '.join(ApprovalRequest.Kind.values)}"
     text = _text(fields, "text", text, max_length(ApprovalRequest, "text"))
-    requested_by = _text(
-        fields, "requested_by", requested_by, max_length(ApprovalRequest, "requested_by")
+    user = _owner(fields, actor)
+    agent_id = _text(
+        fields, "agent_id", agent_id, max_length(ApprovalRequest, "agent_id"), required=False
     )
     if payload is not None and not isinstance(payload, dict):
         fields["payload"] = "must be an object"
-    linked_claim = None
-    if claim_id is not None:
-        linked_claim = (
-            Claim.objects.filter(pk=claim_id).first() if str(claim_id).isdigit() else None
-        )
-        if linked_claim is None:
-            fields["claim"] = f"no claim with id {claim_id}"
-    if fields:
+    if fields or user is None:
         raise InvalidInput(fields)
+    linked_claim = None if claim_id is None else get_claim(claim_id)
     policy = policies.policy_for(kind, policies.story_of(linked_claim, payload))
     rules = policies.Rules.of(policy)
     approval = ApprovalRequest.objects.create(
         kind=kind,
         text=text,
         payload=payload or {},
-        requested_by=requested_by,
-        requested_by_user=actor.authenticated_user,
+        requested_by=user.get_username(),
+        agent_id=agent_id,
+        requested_by_user=user,
         claim=linked_claim,
         policy=policy,
         rules=rules.as_dict(),
         **rules.timetable(timezone.now()),
     )
-    record(
-        "approval.requested",
-        actor=actor,
-        obj=approval,
-        details=_approval_details(
-            approval, text=text, requested_by=requested_by, policy=rules.policy
-        ),
-    )
+    record("approval.requested", actor=actor, obj=approval, details=_approval_details(approval))
     events.publish(events.ApprovalRequested(actor, approval))
     return approval
 
@@ -337,7 +590,7 @@ DECISIONS = {
 
 
 @transaction.atomic
-def decide(approval_id, decision, *, actor, note=""):
+def decide(approval_id: object, decision: str, *, actor: Actor, note: str = "") -> Decided:
     """Vote to approve or deny a request, or postpone or reopen it.
 
     Approve and deny are votes, one per approver, changeable until the request is decided; the
@@ -349,9 +602,9 @@ def decide(approval_id, decision, *, actor, note=""):
     if decision not in Decision.values:
         raise InvalidInput({"decision": f"must be one of {', '.join(Decision.values)}"})
     decision = Decision(decision)
-    if len(note) > max_length(ApprovalRequest, "decision_note"):
-        limit = max_length(ApprovalRequest, "decision_note")
-        raise InvalidInput({"note": f"must be at most {limit} characters"})
+    note_limit = max_length(ApprovalRequest, "decision_note")
+    if len(note) > note_limit:
+        raise InvalidInput({"note": f"must be at most {note_limit} characters"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
@@ -365,7 +618,7 @@ def decide(approval_id, decision, *, actor, note=""):
     now = timezone.now()
     if approval.expires_at <= now:
         raise InvalidTransition(
-            f"Request {approval.short_id} expired at {approval.expires_at.isoformat()}.",
+            f"Request {approval.short_id} expired at {iso_utc(approval.expires_at)}.",
             status=approval.status,
         )
     refusal = policies.refusal(approval, actor.user)
@@ -376,11 +629,11 @@ def decide(approval_id, decision, *, actor, note=""):
     return Decided(_settle(approval, decision, actor=actor, note=note, now=now), True)
 
 
-def _vote(approval, choice, *, actor, note):
+def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) -> Decided:
     """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes."""
     vote, created = Vote.objects.get_or_create(
         approval=approval,
-        voter=actor.user,
+        voter=actor.authenticated_user,
         defaults={"choice": choice, "source": actor.source, "note": note},
     )
     if not created and vote.choice == choice:
@@ -391,18 +644,8 @@ def _vote(approval, choice, *, actor, note):
         vote.save(update_fields=["choice", "source", "note", "updated_at"])
     counted = voting.tally(approval, waiting=False)
     if counted.outcome:
-        votes = [
-            {"voter": v.voter.get_username(), "choice": v.choice, "source": v.source}
-            for v in approval.votes.select_related("voter")
-        ]
-        settled = _settle(
-            approval,
-            Decision(counted.outcome),
-            actor=actor,
-            note=note,
-            now=timezone.now(),
-            votes=votes,
-        )
+        decision = Decision(counted.outcome)
+        settled = _settle(approval, decision, actor=actor, note=note, now=timezone.now())
         return Decided(settled, True, counted)
     counted = voting.tally(approval)
     approval.save(update_fields=["updated_at"])
@@ -410,15 +653,15 @@ def _vote(approval, choice, *, actor, note):
         "approval.voted",
         actor=actor,
         obj=approval,
-        details=_approval_details(
-            approval, choice=choice, previous_choice=previous_choice, tally=counted.summary()
-        ),
+        details=_approval_details(approval, choice=choice, previous_choice=previous_choice),
     )
     events.publish(events.VoteCounted(actor, approval, vote, counted))
     return Decided(approval, True, counted)
 
 
-def _settle(approval, decision, *, actor, note, now, **details):
+def _settle(
+    approval: ApprovalRequest, decision: Decision, *, actor: Actor, note: str, now: datetime
+) -> ApprovalRequest:
     """Move ``approval`` to the status ``decision`` leads to, audited and announced."""
     previous = approval.status
     approval.status = DECISIONS[decision][0]
@@ -441,14 +684,14 @@ def _settle(approval, decision, *, actor, note, now, **details):
         f"approval.{decision.label}",
         actor=actor,
         obj=approval,
-        details=_approval_details(approval, previous_status=previous, note=note, **details),
+        details=_approval_details(approval, previous_status=previous),
     )
     events.publish(events.ApprovalDecided(actor, approval, decision, previous))
     return approval
 
 
 @transaction.atomic
-def mark_executed(approval_id, *, actor):
+def mark_executed(approval_id: object, *, actor: Actor) -> Decided:
     """Record that what an approved request asked for was done. Reporting twice changes nothing."""
     approval = get_approval(approval_id, lock=True)
     if approval.status == Status.EXECUTED:
@@ -476,7 +719,7 @@ ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
 
 
 @transaction.atomic
-def archive(approval_id, *, actor):
+def archive(approval_id: object, *, actor: Actor) -> Decided:
     """File away a request that is finished with. Archiving twice changes nothing."""
     _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
     approval = get_approval(approval_id, lock=True)
@@ -501,7 +744,7 @@ def archive(approval_id, *, actor):
     return Decided(approval, True)
 
 
-def expire_overdue(*, actor, now=None):
+def expire_overdue(*, actor: Actor, now: datetime | None = None) -> list[ApprovalRequest]:
     """Apply the policy's default outcome to every undecided request past its deadline.
 
     Expire (the default policy), deny, or approve when nobody objected on a low-risk kind: a
@@ -561,9 +804,7 @@ def _default_outcome(approval, *, actor, now):
         details=_approval_details(
             approval,
             previous_status=previous,
-            policy=rules.policy,
             default_decision=outcome != ApprovalPolicy.Outcome.EXPIRE,
-            tally=voting.tally(approval, waiting=False).summary(),
         ),
     )
     if outcome == ApprovalPolicy.Outcome.EXPIRE:

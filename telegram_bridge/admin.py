@@ -18,7 +18,7 @@ from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import ReadOnlyAdminMixin
 from backoffice.errors import DomainError
 
-from . import dead_letters
+from . import dead_letters, inbound
 from .models import InboundUpdate, OutboundMessage, TelegramAccount
 
 Status = OutboundMessage.Status
@@ -165,13 +165,34 @@ class TelegramAccountAdmin(admin.ModelAdmin):
 
 @admin.register(InboundUpdate)
 class InboundUpdateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Updates as Telegram sent them and what became of them; the record is not to be edited."""
+    """Updates as Telegram sent them and what became of them; the record is not to be edited.
+
+    A failed update (a handler error, or quarantined on arrival) can be retried once its cause is
+    fixed, through ``inbound.retry`` (permission check and audit included).
+    """
 
     list_display = ["update_id", "status", "received_at", "processed_at", "short_error"]
     list_filter = ["status"]
     search_fields = ["=update_id", "error"]
     ordering = ["-received_at", "-update_id"]
     readonly_fields = [field.name for field in InboundUpdate._meta.fields]
+    actions = ["retry_selected"]
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm(inbound.RETRY_PERMISSION)
+
+    @admin.action(description="Retry selected failed updates", permissions=["retry"])
+    def retry_selected(self, request, queryset):
+        actor = Actor(source=Source.ADMIN, user=request.user)
+        outcomes = []
+        for update in queryset.order_by("update_id"):
+            try:
+                row = inbound.retry(update.pk, actor=actor)
+            except DomainError as error:
+                outcomes.append(f"{update.update_id}: {error.message}")
+            else:
+                outcomes.append(f"{row.update_id}: {row.status}")
+        self.message_user(request, "; ".join(outcomes) or "Nothing selected.", messages.INFO)
 
     @admin.display(description="error")
     def short_error(self, update):

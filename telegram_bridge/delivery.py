@@ -4,6 +4,11 @@
 the same message, waits for a rate-limit slot, calls the Bot API and records the outcome; ``drain``
 does the same a batch at a time, and ``recover_stale`` puts back rows a dead worker left behind.
 
+Messages to one chat go out in the order they were queued: only a chat's oldest unfinished
+message (queued, failed or sending) can be taken, so the next one waits until it is sent or dead.
+A message is taken only with a rate-limit slot it will wait for; when the chat's next slot is
+further away the row stays queued, due at that slot, and nothing is booked for it.
+
 Delivery is at least once. A row is marked ``sending`` before the call and ``sent`` after it; if
 the worker dies in between, or Telegram does not answer in time, nobody knows whether the message
 arrived, so it is sent again (after a backoff, never in a tight loop). ``attempts`` counts the calls
@@ -19,7 +24,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import schedule
@@ -29,13 +34,20 @@ from backoffice.redaction import redact
 from . import ratelimit
 from .client import BotApiError, PermanentError, RetryAfter, get_client
 from .models import OutboundMessage
-from .outbox import DELIVER_TASK
+from .outbox import DELIVER_TASK, queue_task
 
 logger = logging.getLogger(__name__)
 
 Status = OutboundMessage.Status
 
+DRAIN_TASK = "telegram_bridge.tasks.drain_backlog"
 DUE = (Status.QUEUED, Status.FAILED)
+# Messages not finished yet: the first of these in a chat goes out before the others.
+UNFINISHED = (Status.QUEUED, Status.FAILED, Status.SENDING)
+
+# A drain with nothing to take looks again no sooner than this, so a row another worker is
+# taking at this very moment is not polled in a tight loop.
+DRAIN_IDLE_MIN_SECONDS = 0.05
 
 # Telegram refuses an edit that changes nothing; after a lost answer that means the edit landed.
 NOT_MODIFIED = "message is not modified"
@@ -44,32 +56,47 @@ NOT_MODIFIED = "message is not modified"
 class Attempted(NamedTuple):
     """The outcome of one delivery attempt, to be written on the row.
 
-    ``retry_in`` says in how many seconds the message is due again, if it is; ``refused`` marks a
-    429, after which the slots booked before it are stale.
+    ``retry_in`` says in how many seconds the message is due again, if it is; ``pauses_all``
+    marks a 429 that holds every send, after which the slots booked before it are stale.
     """
 
     status: str
     fields: dict
     retry_in: float | None = None
-    refused: bool = False
+    pauses_all: bool = False
 
 
-def deliver(message_id):
+class Taken(NamedTuple):
+    """A row marked ``sending`` with its booked slot; times on the ``time.monotonic()`` clock."""
+
+    message: OutboundMessage
+    reservation: ratelimit.Reservation
+    booked_at: float
+
+
+def deliver(message_id: int) -> None:
     """Deliver one message, retrying in-process while the wait is short.
 
     A rate-limit wait or a retry that fits in ``OUTBOX_INLINE_WAIT_MAX`` happens here, so a short
     ``retry_after`` is honoured to the second; a longer one is left to a one-off schedule at the
-    message's ``next_attempt_at`` (and to the sweep, should that be lost too). Each outcome is
+    message's ``next_attempt_at`` (and to the sweep, should that be lost too). A message behind
+    another one to its chat is left to whoever sends that one (``drain``). Each outcome is
     committed as soon as it is known.
     """
     deadline = time.monotonic() + settings.OUTBOX_INLINE_WAIT_MAX
     while True:
-        taken = _take(OutboundMessage.objects.filter(pk=message_id))
+        taken, deferred = _take(
+            OutboundMessage.objects.filter(pk=message_id),
+            max_wait=max(deadline - time.monotonic(), 0.0),
+        )
+        if deferred:
+            _schedule_retry(message_id, deferred[0])
+            return
         if not taken:
             return
-        [(message, send_at)] = taken
-        attempted = _attempt(message, send_at, max_wait=deadline - time.monotonic())
-        _record(message, attempted)
+        [item] = taken
+        attempted = _attempt(item)
+        _record(item.message, attempted)
         if attempted.retry_in is None:
             return
         if time.monotonic() + attempted.retry_in > deadline:
@@ -78,14 +105,21 @@ def deliver(message_id):
         time.sleep(attempted.retry_in)
 
 
-def drain(seconds=None):
-    """Deliver due messages, a batch at a time, until none is due or ``seconds`` have passed.
+def drain(seconds: float | None = None, *, hand_on: bool = False) -> dict[str, int]:
+    """Deliver due messages, a batch at a time, until none is due in time or ``seconds`` passed.
 
-    The bulk path: ``OUTBOX_DRAIN_BATCH`` rows are taken and booked with the rate limiter in one
-    transaction, sent slot by slot, and their outcomes committed together, so a batch costs two
-    commits rather than two per message. The price: a worker lost mid-batch leaves the whole
-    batch ``sending``, and what it had already sent goes out again after the lease. After a 429
-    the rest of the batch is handed back untried, to be booked again under the pause.
+    The bulk path: up to ``OUTBOX_DRAIN_BATCH`` rows (one per chat, each its chat's oldest) are
+    taken and booked with the rate limiter in one transaction, sent slot by slot, and their
+    outcomes committed together, so a batch costs two commits rather than two per message. The
+    price: a worker lost mid-batch leaves the whole batch ``sending``, and what it had already
+    sent goes out again after the lease. After a 429 that holds every send, the rest of the batch
+    is handed back untried and its slots released. When nothing is due, the drain waits for the
+    next message that falls due within its time (a chat's next slot, a 429's pause) rather than
+    leave it to the next sweep.
+
+    With ``hand_on``, a drain whose time runs out while messages still wait queues a task to carry
+    on (``tasks.drain_backlog``; scheduled when the next is due only later), so a long burst to
+    one chat, sent by whichever worker holds its oldest message, does not wait for the sweep.
 
     Any number of workers may drain at once: each takes its own rows. Returns how many messages
     ended in each status.
@@ -93,20 +127,38 @@ def drain(seconds=None):
     deadline = time.monotonic() + (seconds or settings.OUTBOX_DRAIN_SECONDS)
     outcomes = Counter()
     while time.monotonic() < deadline:
-        taken = _take(OutboundMessage.objects.all(), limit=settings.OUTBOX_DRAIN_BATCH)
+        taken, _deferred = _take(
+            OutboundMessage.objects.all(),
+            limit=settings.OUTBOX_DRAIN_BATCH,
+            max_wait=settings.OUTBOX_INLINE_WAIT_MAX,
+        )
         if not taken:
-            break
+            due_in = _next_due_in()
+            if due_in is None:
+                break
+            if time.monotonic() + due_in >= deadline:
+                if hand_on:
+                    _schedule(DRAIN_TASK, due_in)
+                break
+            time.sleep(max(due_in, DRAIN_IDLE_MIN_SECONDS))
+            continue
         done = []
-        for message, send_at in taken:
-            if done and done[-1][1].refused:
+        paused = False
+        for item in taken:
+            if paused:
+                ratelimit.release(item.reservation)
                 attempted = _handed_back(0.0)
             else:
-                attempted = _attempt(message, send_at, max_wait=settings.OUTBOX_INLINE_WAIT_MAX)
-            done.append((message, attempted))
+                attempted = _attempt(item)
+                paused = attempted.pauses_all
+            done.append((item.message, attempted))
         with transaction.atomic():
             for message, attempted in done:
                 _record(message, attempted)
                 outcomes[attempted.status] += 1
+    else:
+        if hand_on and _next_due_in() is not None:
+            queue_task(DRAIN_TASK)
     return dict(outcomes)
 
 
@@ -142,40 +194,70 @@ def recover_stale(now=None):
     return exhausted + retried
 
 
-def _take(candidates, limit=1):
+def _chat_heads(candidates):
+    """The ``candidates`` that are their chat's oldest unfinished message."""
+    earlier = OutboundMessage.objects.filter(
+        chat_id=OuterRef("chat_id"), id__lt=OuterRef("id"), status__in=UNFINISHED
+    )
+    return candidates.filter(status__in=DUE).exclude(Exists(earlier))
+
+
+def _take(candidates, *, max_wait: float, limit: int = 1) -> tuple[list[Taken], list[float]]:
     """Mark up to ``limit`` due ``candidates`` as ``sending``, count the attempt, book a slot.
 
-    Returns ``(message, send_at)`` pairs, ``send_at`` on the ``time.monotonic()`` clock. On
-    PostgreSQL the row locks with ``skip_locked`` let concurrent workers pass each other; on SQLite
-    the write transaction itself serialises them. Either way one message, one sender. Booking the
-    rate-limit slots in the same transaction costs one commit for the whole batch.
+    Only a chat's oldest unfinished message is a candidate, so one batch holds at most one
+    message per chat and a chat's messages go out in order. A row whose slot is more than
+    ``max_wait`` away is not taken: it stays as it is, due at that slot, and nothing is booked
+    for it. Returns the taken rows and the waits of those left. On PostgreSQL the row locks with
+    ``skip_locked`` let concurrent workers pass each other; on SQLite the write transaction
+    itself serialises them. Either way one message, one sender. Booking the rate-limit slots in
+    the same transaction costs one commit for the whole batch.
     """
+    taken = []
+    deferred = []
     with transaction.atomic():
+        now = timezone.now()
         messages = list(
-            candidates.select_for_update(skip_locked=True)
-            .filter(status__in=DUE, next_attempt_at__lte=timezone.now())
+            _chat_heads(candidates)
+            .select_for_update(skip_locked=True)
+            .filter(next_attempt_at__lte=now)
             .order_by("next_attempt_at", "id")[:limit]
         )
-        if not messages:
-            return []
-        OutboundMessage.objects.filter(pk__in=[message.pk for message in messages]).update(
-            status=Status.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
-        )
-        taken = []
         for message in messages:
+            reservation = ratelimit.reserve(message.chat_id, max_wait)
+            if not reservation.booked:
+                OutboundMessage.objects.filter(pk=message.pk).update(
+                    next_attempt_at=now + timedelta(seconds=reservation.wait), updated_at=now
+                )
+                deferred.append(reservation.wait)
+                continue
             message.status = Status.SENDING
             message.attempts += 1
-            wait = ratelimit.reserve(message.chat_id)
-            taken.append((message, time.monotonic() + wait))
-    return taken
+            taken.append(Taken(message, reservation, time.monotonic()))
+        OutboundMessage.objects.filter(pk__in=[item.message.pk for item in taken]).update(
+            status=Status.SENDING, attempts=F("attempts") + 1, updated_at=now
+        )
+    return taken, deferred
 
 
-def _attempt(message, send_at, *, max_wait):
+def _next_due_in() -> float | None:
+    """Seconds until the next chat's oldest message falls due; ``None`` when nothing waits."""
+    earliest = (
+        _chat_heads(OutboundMessage.objects.all())
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if earliest is None:
+        return None
+    return max((earliest - timezone.now()).total_seconds(), 0.0)
+
+
+def _attempt(item: Taken) -> Attempted:
     """Wait for the booked slot, make the call and say what should become of the row."""
-    wait = send_at - time.monotonic()
+    message, reservation, booked_at = item
+    wait = booked_at + reservation.wait - time.monotonic()
     if wait > 0:
-        if wait > max_wait:
-            return _handed_back(wait)
         time.sleep(wait)
     try:
         result = get_client().call(message.method, message.payload)
@@ -245,11 +327,11 @@ def _refused(message, error):
         "last_status_code": error.status_code,
         "failed_at": now,
     }
-    return Attempted(Status.FAILED, fields, retry_in, refused=True)
+    return Attempted(Status.FAILED, fields, retry_in, pauses_all=not error.chat_scoped)
 
 
 def _handed_back(wait):
-    """The row goes back untried, due in ``wait`` seconds (a long rate-limit wait, a 429)."""
+    """The row goes back untried, due in ``wait`` seconds (after a 429 that holds every send)."""
     fields = {
         "attempts": F("attempts") - 1,
         "next_attempt_at": timezone.now() + timedelta(seconds=wait),
@@ -266,9 +348,13 @@ def backoff(attempts):
 
 
 def _schedule_retry(message_id, retry_in):
+    _schedule(DELIVER_TASK, retry_in, message_id)
+
+
+def _schedule(task, seconds, *args):
     schedule(
-        DELIVER_TASK,
-        message_id,
+        task,
+        *args,
         schedule_type=Schedule.ONCE,
-        next_run=timezone.now() + timedelta(seconds=retry_in),
+        next_run=timezone.now() + timedelta(seconds=seconds),
     )

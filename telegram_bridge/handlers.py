@@ -34,7 +34,11 @@ BUTTON_DATA = re.compile(r"^(approve|deny|info):([0-9a-f]{32})$")
 DECIDING = (Decision.APPROVE, Decision.DENY)
 # Telegram shows at most 200 characters in a callback answer.
 CALLBACK_TEXT_LIMIT = 200
+# The most of what a user typed that a reply repeats.
+ECHO_LIMIT = 40
 STATUS_LIST_LIMIT = 20
+# An approval request id with its dashes: the longest prefix /approve and /deny can take.
+ID_LENGTH = 36
 
 HELP = (
     "I post approval requests here; press Approve or Deny under a request, or use:\n"
@@ -126,11 +130,11 @@ def _info(hex_id):
         return explain(error)
     lines = [
         f"{approval.get_kind_display()} {approval.short_id}: {approval.get_status_display()}",
-        f"Requested by {approval.requested_by}",
+        f"Requested by {approval.requester}",
         f"Expires {approval.expires_at:%Y-%m-%d %H:%M} UTC",
     ]
     if approval.claim is not None:
-        lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.owner}")
+        lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.holder}")
     counted = tally(approval)
     if counted.quorum > 1:
         lines.append(f"Votes: {counted.summary()}")
@@ -172,7 +176,7 @@ def on_message(message):
     elif command in ("help", "start"):
         reply = escape(HELP, quote=False)
     else:
-        reply = f"I don't know /{escape(command, quote=False)}. Send /help for what I can do."
+        reply = f"I don't know /{_echo(command)}. Send /help for what I can do."
     outbox.enqueue(
         method="sendMessage",
         chat_id=chat_id,
@@ -192,6 +196,8 @@ def _decide_by_prefix(sender, decision, arguments, chat_id):
         return _refuse(sender, attempted, chat_id)
     if len(arguments) != 1:
         return f"Give the request id: /{decision} &lt;first 6+ characters of the id&gt;"
+    if len(arguments[0]) > ID_LENGTH:
+        return f"{_echo(arguments[0])} is not a request id; give its first 6+ characters."
     try:
         approval = selectors.find_approval_by_prefix(arguments[0])
         return escape(_decided(sender, decision, approval), quote=False)
@@ -232,17 +238,18 @@ def _decide(sender, decision, hex_id, chat_id):
 def _decided(sender, decision, approval):
     """Cast the sender's vote; the answer says what it did, with the count under a quorum."""
     result = services.decide(approval.pk, decision, actor=sender.actor)
+    counted = result.tally or tally(result.approval)
     if result.approval.status in ApprovalRequest.AWAITING_DECISION:
         if not result.changed:
-            return f"You already voted to {decision}: {result.tally.summary()}."
-        return f"Your vote is counted: {result.tally.summary()}."
+            return f"You already voted to {decision}: {counted.summary()}."
+        return f"Your vote is counted: {counted.summary()}."
     done = result.approval.get_status_display()
     if not result.changed:
         return f"Request {approval.short_id} was already {done.lower()}."
     decided = f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
-    if result.tally.quorum == 1:
+    if counted.quorum == 1:
         return decided
-    return f"Your vote is counted: {result.tally.counted}. {decided}"
+    return f"Your vote is counted: {counted.counted}. {decided}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):
@@ -272,6 +279,11 @@ def explain(error):
 
 
 # --- Small helpers --------------------------------------------------------------------------
+
+
+def _echo(typed):
+    """A short prefix of what a user typed, safe inside an HTML reply."""
+    return escape(Truncator(typed).chars(ECHO_LIMIT), quote=False)
 
 
 def _answered(dedupe_key):

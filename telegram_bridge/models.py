@@ -64,6 +64,7 @@ class InboundUpdate(models.Model):
 
     class Meta:
         ordering = ["update_id"]
+        permissions = [("retry_inboundupdate", "Can retry failed inbound updates")]
 
     def __str__(self):
         return f"update {self.update_id} ({self.status})"

@@ -131,7 +131,7 @@ def render(
         "",
         escape(Truncator(approval.text).chars(TEXT_LIMIT), quote=False),
         "",
-        f"Requested by {escape(approval.requested_by, quote=False)}",
+        f"Requested by {escape(approval.requester, quote=False)}",
         f"Id <code>{approval.short_id}</code> · expires {when(approval.expires_at)}",
     ]
     if approval.claim is not None:

@@ -19,6 +19,7 @@ from django_q.tasks import async_task
 
 from backoffice.errors import InvalidInput, NotFound
 
+from . import fitting
 from .models import OutboundMessage
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ def enqueue(
 
     ``payload`` holds the Bot API parameters; ``chat_id`` is added to it for methods that take one.
     The same ``dedupe_key`` again returns the existing row, so one domain event never sends two
-    messages. The worker hears of the message only after commit: a rolled-back change leaves
-    neither a row nor a task.
+    messages. A ``text`` longer than Telegram takes for the method is cut to fit, so no message
+    becomes a dead letter for its length. The worker hears of the message only after commit: a
+    rolled-back change leaves neither a row nor a task.
     """
     fields: dict[str, str] = {}
     if not isinstance(method, str) or not method.strip():
@@ -55,6 +57,7 @@ def enqueue(
 
     if method not in METHODS_WITHOUT_CHAT:
         payload = {"chat_id": chat_id, **payload}
+    payload = _fitted(method, payload)
     message, created = OutboundMessage.objects.get_or_create(
         dedupe_key=dedupe_key,
         defaults={
@@ -82,24 +85,37 @@ def exists(dedupe_key: str) -> bool:
 
 def rewrite(message: OutboundMessage, parameters: dict[str, Any]) -> None:
     """Replace the parameters of a message not sent yet, so it goes out as it now should."""
-    message.payload = {"chat_id": message.chat_id, **parameters}
+    message.payload = _fitted(message.method, {"chat_id": message.chat_id, **parameters})
     message.save(update_fields=["payload", "updated_at"])
 
 
 def hand_to_worker(message_id: int) -> None:
-    """Put a delivery task on the queue; if the broker is unreachable the sweep delivers later.
+    """Put a delivery task on the queue; if the broker is unreachable the sweep delivers later."""
+    queue_task(DELIVER_TASK, message_id)
+
+
+def queue_task(task: str, *args: Any) -> None:
+    """Queue ``task``; if the broker is unreachable the sweep delivers later.
 
     A successful delivery is recorded on the message itself, so django-q2 keeps only failures.
     """
     try:
-        async_task(DELIVER_TASK, message_id, save=False)
+        async_task(task, *args, save=False)
     except Exception:
-        # The row is committed and due, so nothing is lost: the sweep picks it up.
-        logger.warning(
-            "Could not queue delivery of outbound message %s; the sweep will send it.",
-            message_id,
-            exc_info=True,
-        )
+        # The rows are committed and due, so nothing is lost: the sweep picks them up.
+        logger.warning("Could not queue %s%s; the sweep will send it.", task, args, exc_info=True)
+
+
+def _fitted(method: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with a ``text`` longer than Telegram takes for ``method`` cut to fit
+    (``fitting.fit``), so no message becomes a dead letter for its length."""
+    if method in fitting.TEXT_LIMITS and isinstance(payload.get("text"), str):
+        html = payload.get("parse_mode") == "HTML"
+        return {
+            **payload,
+            "text": fitting.fit(payload["text"], fitting.TEXT_LIMITS[method], html=html),
+        }
+    return payload
 
 
 # --- Lookups --------------------------------------------------------------------------------

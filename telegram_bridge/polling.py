@@ -8,12 +8,17 @@ poller starts without one and so first receives whatever Telegram still holds.
 Telegram allows one ``getUpdates`` consumer per bot, so one poller runs at a time: it holds a lease
 (``PollerLease``) that it renews before every long poll. A second poller is refused, and a crashed
 poller's lease runs out after ``TELEGRAM_POLL_LEASE`` seconds.
+
+An empty answer that comes back at once (a proxy or an emulator that does not hold the long poll)
+is followed by a pause up to ``TELEGRAM_POLL_EMPTY_INTERVAL`` seconds after the call began, so
+such a server does not make the poller spin.
 """
 
 import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -105,8 +110,9 @@ class Poller:
             wait = RETRY_WAIT_FIRST
             while not self.stopping:
                 acquire_lease(self.holder, lease_seconds)
+                started = time.monotonic()
                 try:
-                    self.poll_once()
+                    received = self.poll_once()
                 except RetryAfter as error:
                     self._stopping.wait(max(error.retry_after or wait, RETRY_WAIT_FIRST))
                     continue
@@ -128,6 +134,9 @@ class Poller:
                 wait = RETRY_WAIT_FIRST
                 if once:
                     break
+                if not received:
+                    spacing = settings.TELEGRAM_POLL_EMPTY_INTERVAL
+                    self._stopping.wait(max(spacing - (time.monotonic() - started), 0.0))
         finally:
             release_lease(self.holder)
 

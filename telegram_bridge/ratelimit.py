@@ -1,23 +1,28 @@
 """The send rate shared by every worker, kept under Telegram's flood limits.
 
 Telegram answers 429 beyond ~30 messages a second overall, ~1 a second per chat and 20 a minute
-per group. Rather than try-and-fail, a sender *reserves* a slot: ``reserve(chat_id)`` books the
-earliest moment that keeps every limit and returns how long to wait for it, so many workers
-sending to many chats stay just under the global rate without polling.
+per group. Rather than try-and-fail, a sender *reserves* a slot: ``reserve(chat_id, max_wait)``
+finds the earliest moment that keeps every limit and books it only when the sender will wait
+for it (at most ``max_wait``); a slot further away is quoted, not booked, so a sender that gives
+up on waiting delays nobody. A booked slot the sender ends up not using (a 429 stopped its
+batch) is given back with ``release``.
 
-The global limit is a calendar of slots 1/rate seconds long, each handed out once (a send may
-go out at any moment of its slot, so a one-second window sees at most rate + 1); a chat's next
-send is ``interval`` after its last one (groups: the slower of the chat and group intervals).
-A chat delayed by its own limit takes a later global slot and leaves the earlier ones to other
-chats. ``pause`` records Telegram's ``retry_after`` for one chat or for every send.
+The global limit is a calendar of slots 1/rate seconds long, each handed out once, so at most
+rate + 1 sends are planned in any second (a send may be planned at any moment of its slot); a
+send that leaves late (a slow commit, a busy machine) can arrive beside later ones, which
+Telegram's burst allowance absorbs. A chat's next send is ``interval`` after its last one
+(groups: the slower of the chat and group intervals). A chat delayed by its own limit takes a
+later global slot and leaves the earlier ones to other chats. ``pause`` records Telegram's
+``retry_after`` for one chat or for every send.
 
 The bookkeeping lives in Redis (one Lua script, atomic) when ``REDIS_URL`` is set, otherwise in
 ``RateLimitState`` rows locked with ``select_for_update`` (serialised on SQLite too). Call these
-outside a transaction, so the lock is held for a moment and not for the caller's whole work.
+outside a long transaction, so the lock is held for a moment and not for the caller's whole work.
 """
 
 import math
 import time
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -31,16 +36,61 @@ GLOBAL_KEY = "global"
 SLOT_MEMORY_SECONDS = 2.0
 # A chat's Redis bookkeeping is dropped after this long without sends.
 REDIS_KEY_TTL_SECONDS = 24 * 3600
+# What Redis is told for "no limit on the wait" (Lua has no infinity literal to parse).
+FOREVER = 1e18
 
 
-def reserve(chat_id):
-    """Book the next send to ``chat_id``; return the seconds to wait before sending (0.0: now)."""
+class Reservation(NamedTuple):
+    """A send slot for one chat, booked or only quoted.
+
+    ``wait`` is the seconds from the moment of the reservation until the send may go out.
+    ``next_at``/``previous`` are the chat's next free time with and without this
+    booking, so ``release`` can give the slot back if nobody booked after it.
+    """
+
+    chat_id: int
+    wait: float
+    booked: bool
+    slot: int | None = None
+    next_at: float = 0.0
+    previous: float = 0.0
+
+
+def reserve(chat_id: int, max_wait: float = math.inf) -> Reservation:
+    """Book the next send to ``chat_id`` if it is at most ``max_wait`` seconds away.
+
+    A slot further away is not booked: the answer only says how long the wait would be.
+    """
+    max_wait = max(float(max_wait), 0.0)
     if settings.REDIS_URL:
-        return _redis_reserve(int(chat_id))
-    return _db_reserve(int(chat_id))
+        return _redis_reserve(int(chat_id), max_wait)
+    return _db_reserve(int(chat_id), max_wait)
 
 
-def pause(chat_id, seconds):
+def release(reservation: Reservation) -> None:
+    """Give back a booked slot that will not be used, so it delays nobody.
+
+    The chat's next free time goes back to what it was, unless a later booking moved it on.
+    """
+    if not reservation.booked:
+        return
+    if settings.REDIS_URL:
+        _redis_release(reservation)
+        return
+    with transaction.atomic():
+        global_row = _locked(GLOBAL_KEY)
+        chat = _locked(_chat_key(reservation.chat_id))
+        if reservation.slot in global_row.reserved_slots:
+            global_row.reserved_slots = [
+                slot for slot in global_row.reserved_slots if slot != reservation.slot
+            ]
+            global_row.save(update_fields=["reserved_slots"])
+        if chat.next_at == reservation.next_at:
+            chat.next_at = reservation.previous
+            chat.save(update_fields=["next_at"])
+
+
+def pause(chat_id: int | None, seconds: float) -> None:
     """Hold every send to ``chat_id`` (every send at all when ``None``) for ``seconds``."""
     key = GLOBAL_KEY if chat_id is None else _chat_key(int(chat_id))
     seconds = max(float(seconds), 0.0)
@@ -53,7 +103,7 @@ def pause(chat_id, seconds):
         row.save(update_fields=["paused_until"])
 
 
-def chat_interval(chat_id):
+def chat_interval(chat_id: int) -> float:
     """Seconds between two sends to ``chat_id``."""
     intervals = [_interval(settings.TELEGRAM_RATE_CHAT_PER_SECOND)]
     if chat_id < 0:
@@ -77,7 +127,7 @@ def _locked(key):
     return RateLimitState.objects.select_for_update().get_or_create(key=key)[0]
 
 
-def _db_reserve(chat_id):
+def _db_reserve(chat_id, max_wait):
     rate = settings.TELEGRAM_RATE_GLOBAL_PER_SECOND
     with transaction.atomic():
         # Always the global row first, so two reservations never wait for each other in a cycle.
@@ -85,49 +135,77 @@ def _db_reserve(chat_id):
         chat = _locked(_chat_key(chat_id))
         now = time.time()
         at = max(now, chat.next_at, chat.paused_until, global_row.paused_until)
+        slot = None
         if rate > 0:
             oldest = math.floor((now - SLOT_MEMORY_SECONDS) * rate)
             reserved = {slot for slot in global_row.reserved_slots if slot >= oldest}
             slot = math.floor(at * rate)
             while slot in reserved:
                 slot += 1
+            at = max(at, slot / rate)
+        wait = max(at - now, 0.0)
+        if wait > max_wait:
+            return Reservation(chat_id, wait, booked=False)
+        if slot is not None:
             reserved.add(slot)
             global_row.reserved_slots = sorted(reserved)
             global_row.save(update_fields=["reserved_slots"])
-            at = max(at, slot / rate)
+        previous = chat.next_at
         chat.next_at = at + chat_interval(chat_id)
         chat.save(update_fields=["next_at"])
-    return max(at - now, 0.0)
+    return Reservation(chat_id, wait, True, slot, chat.next_at, previous)
 
 
 # --- Redis -----------------------------------------------------------------------------------
 
 # KEYS: the chat's hash, the global hash, the global slot calendar (a sorted set).
-# ARGV: chat interval, global rate, slot memory, key TTL. Redis' clock is the one clock
-# every worker host shares.
+# ARGV: chat interval, global rate, slot memory, key TTL, longest wait to book. Redis' clock is
+# the one clock every worker host shares. Answers booked (0/1), wait, slot (-1: none),
+# the chat's next free time after and before the booking.
 RESERVE_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local rate = tonumber(ARGV[2])
+local previous = redis.call('HGET', KEYS[1], 'next_at') or '0'
 local at = math.max(
   now,
-  tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0'),
+  tonumber(previous),
   tonumber(redis.call('HGET', KEYS[1], 'paused_until') or '0'),
   tonumber(redis.call('HGET', KEYS[2], 'paused_until') or '0'))
+local slot = -1
 if rate > 0 then
   local oldest = math.floor((now - tonumber(ARGV[3])) * rate)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. oldest)
-  local slot = math.floor(at * rate)
+  slot = math.floor(at * rate)
   while redis.call('ZSCORE', KEYS[3], slot) do
     slot = slot + 1
   end
-  redis.call('ZADD', KEYS[3], slot, slot)
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
   at = math.max(at, slot / rate)
 end
-redis.call('HSET', KEYS[1], 'next_at', string.format('%.6f', at + tonumber(ARGV[1])))
+local wait = string.format('%.6f', math.max(at - now, 0))
+if at - now > tonumber(ARGV[5]) then
+  return {0, wait, -1, '0', '0'}
+end
+if slot >= 0 then
+  redis.call('ZADD', KEYS[3], slot, slot)
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+local next_at = string.format('%.6f', at + tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], 'next_at', next_at)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return string.format('%.6f', at - now)
+return {1, wait, slot, next_at, previous}
+"""
+
+# KEYS: the chat's hash, the global slot calendar. ARGV: the chat's next free time the booking
+# set, the one before it, the slot (-1: none).
+RELEASE_SCRIPT = """
+if tonumber(redis.call('HGET', KEYS[1], 'next_at') or '0') == tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'next_at', ARGV[2])
+end
+if tonumber(ARGV[3]) >= 0 then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+end
+return 1
 """
 
 # KEYS: the hash to pause. ARGV: seconds, key TTL.
@@ -147,8 +225,8 @@ def _redis_key(name):
     return f"{settings.TELEGRAM_RATE_REDIS_PREFIX}:{name}"
 
 
-def _redis_reserve(chat_id):
-    wait = run_script(
+def _redis_reserve(chat_id, max_wait):
+    booked, wait, slot, next_at, previous = run_script(
         RESERVE_SCRIPT,
         keys=[
             _redis_key(_chat_key(chat_id)),
@@ -160,6 +238,28 @@ def _redis_reserve(chat_id):
             settings.TELEGRAM_RATE_GLOBAL_PER_SECOND,
             SLOT_MEMORY_SECONDS,
             REDIS_KEY_TTL_SECONDS,
+            min(max_wait, FOREVER),
         ],
     )
-    return max(float(wait), 0.0)
+    if not booked:
+        return Reservation(chat_id, max(float(wait), 0.0), booked=False)
+    return Reservation(
+        chat_id,
+        max(float(wait), 0.0),
+        True,
+        None if int(slot) < 0 else int(slot),
+        float(next_at),
+        float(previous),
+    )
+
+
+def _redis_release(reservation):
+    run_script(
+        RELEASE_SCRIPT,
+        keys=[_redis_key(_chat_key(reservation.chat_id)), _redis_key("slots")],
+        args=[
+            reservation.next_at,
+            reservation.previous,
+            -1 if reservation.slot is None else reservation.slot,
+        ],
+    )

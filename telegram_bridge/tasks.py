@@ -3,6 +3,7 @@
 ``deliver`` is queued by ``outbox.enqueue`` after commit. ``sweep`` and ``auto_requeue`` are meant
 for schedules: ``sweep`` every minute (it delivers whatever is due, e.g. after the workers were
 down, and recovers rows a dead worker left ``sending``), ``auto_requeue`` every 15 minutes.
+``drain_backlog`` is queued by a drain whose time ran out with messages still waiting.
 ``process_update`` is queued by the webhook and the poller after commit; ``process_stale_updates``
 is meant for a schedule every minute (updates whose task was lost); ``refresh_approval_message``
 is scheduled once by ``notifications`` when a change races the sending of its message.
@@ -21,7 +22,13 @@ def deliver(message_id):
     whose message went out in someone's drain find nothing left to do.
     """
     delivery.deliver(message_id)
-    delivery.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS)
+    drain_backlog()
+
+
+def drain_backlog():
+    """Drain for up to ``OUTBOX_TASK_DRAIN_SECONDS``; queued again while a backlog remains when
+    time runs out (``delivery.drain``'s ``hand_on``)."""
+    return delivery.drain(seconds=settings.OUTBOX_TASK_DRAIN_SECONDS, hand_on=True)
 
 
 def sweep():

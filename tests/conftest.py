@@ -38,8 +38,11 @@ def approver_actor(approver):
 
 
 @pytest.fixture
-def agent_actor():
-    return Actor(source=Source.API, label="agent-7")
+def agent_actor(db):
+    """An agent acting for the user "agent-owner", as an API token would make it."""
+    return Actor(
+        source=Source.API, user=baker.make("auth.User", username="agent-owner"), label="agent-7"
+    )
 
 
 @pytest.fixture

@@ -76,6 +76,10 @@ class FakeTelegramControl:
         """Sends to ``chat_id`` answer 403 "bot was blocked by the user" from now on."""
         return self._call("block_chat", chat_id=chat_id)
 
+    def unblock_chat(self, chat_id):
+        """Sends to ``chat_id`` go through again (the user unblocked the bot)."""
+        return self._call("unblock_chat", chat_id=chat_id)
+
     def configure_flood(self, enabled=True, **limits):
         """Change the flood limits (see ``FloodLimits``), or turn them off."""
         return self._call("configure_flood", enabled=enabled, **limits)

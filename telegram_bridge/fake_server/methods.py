@@ -9,7 +9,9 @@ method names.
 import json
 import re
 import time
+from typing import Any, NamedTuple
 
+from . import html_text
 from .state import ApiError
 
 MAX_TEXT_LENGTH = 4096
@@ -35,6 +37,13 @@ NOT_MODIFIED = (
     "exactly the same as a current content and reply markup of the message"
 )
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+
+
+class Described(NamedTuple):
+    """A result Telegram answers with a ``description`` beside it (``setWebhook``, …)."""
+
+    result: Any
+    description: str
 
 
 def _int(params, name, *, required=False, default=None):
@@ -72,15 +81,38 @@ def _chat_id(state, params):
 
 
 def _text(params):
+    """The message text and entities as Telegram stores them (``parse_mode=HTML`` applied)."""
     text = params.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ApiError(400, "Bad Request: message text is empty")
-    if len(text) > MAX_TEXT_LENGTH:
-        raise ApiError(400, "Bad Request: message is too long")
     parse_mode = params.get("parse_mode")
     if parse_mode and str(parse_mode).lower() not in PARSE_MODES:
         raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-    return text
+    content = {"text": text}
+    if str(parse_mode).lower() == "html":
+        text, entities = html_text.parse(text)
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        content = {"text": text, **({"entities": entities} if entities else {})}
+    if html_text.units(text) > MAX_TEXT_LENGTH:
+        raise ApiError(400, "Bad Request: message is too long")
+    return content
+
+
+def _reply_to(state, params, chat_id):
+    """The message ``reply_parameters`` names, or None; 400 when it is missing and required."""
+    reply = _json(params, "reply_parameters")
+    if reply is None:
+        return None
+    if not isinstance(reply, dict):
+        raise ApiError(400, "Bad Request: can't parse reply parameters JSON object")
+    message_id = _int(reply, "message_id", required=True)
+    target = state.chat_messages.get((_int(reply, "chat_id", default=chat_id), message_id))
+    if target is None and not _flag(reply, "allow_sending_without_reply"):
+        raise ApiError(400, "Bad Request: message to be replied not found")
+    if target is None:
+        return None
+    return {key: value for key, value in target.items() if key != "reply_to_message"}
 
 
 def _reply_markup(params):
@@ -127,10 +159,13 @@ def get_me(state, params):
 
 def send_message(state, params):
     chat_id = _chat_id(state, params)
-    content = {"text": _text(params)}
+    content = _text(params)
     markup = _reply_markup(params)
     if markup and markup.get("inline_keyboard"):
         content["reply_markup"] = markup
+    reply_to = _reply_to(state, params, chat_id)
+    if reply_to is not None:
+        content["reply_to_message"] = reply_to
     state.check_flood(chat_id)
     message = state.new_message(chat_id, state.bot_user, **content)
     state.record_sent("sendMessage", params, message, chat_id, message["message_id"])
@@ -139,12 +174,17 @@ def send_message(state, params):
 
 def edit_message_text(state, params):
     chat_id, message = _message(state, params)
-    text = _text(params)
+    content = _text(params)
     markup = _reply_markup(params)
-    if text == message.get("text") and markup == message.get("reply_markup"):
+    if (
+        content["text"] == message.get("text")
+        and content.get("entities") == message.get("entities")
+        and markup == message.get("reply_markup")
+    ):
         raise ApiError(400, NOT_MODIFIED)
     state.check_flood(chat_id)
-    message["text"] = text
+    message.pop("entities", None)
+    message.update(content)
     message.pop("reply_markup", None)
     if markup and markup.get("inline_keyboard"):
         message["reply_markup"] = markup
@@ -241,16 +281,17 @@ def set_webhook(state, params):
     state.webhook.last_error_date = None
     state.webhook.last_error_message = ""
     state.cond.notify_all()
-    return True
+    return Described(True, "Webhook was set")
 
 
 def delete_webhook(state, params):
     if _flag(params, "drop_pending_updates"):
         state.pending = []
+    was_set = bool(state.webhook.url)
     state.webhook.url = ""
     state.webhook.secret_token = ""
     state.cond.notify_all()
-    return True
+    return Described(True, "Webhook was deleted" if was_set else "Webhook is already deleted")
 
 
 def get_webhook_info(state, params):

@@ -1,7 +1,8 @@
 """HTTP plumbing of the fake Bot API: the Bot API routes, the control routes, start and stop.
 
-``/bot<token>/<method>`` speaks the Bot API wire format (JSON, form or query parameters in;
-``{"ok": …}`` out, a ``Retry-After`` header on 429). ``/_control/<action>`` takes a JSON object of
+``/bot<token>/<method>`` speaks the Bot API wire format (parameters from the query string and a
+JSON, form-urlencoded or multipart/form-data body, sent whole or chunked; ``{"ok": …}`` out, a
+``Retry-After`` header on 429). ``/_control/<action>`` takes a JSON object of
 keyword arguments for the ``FakeState`` method of that name and answers
 ``{"ok": true, "result": …}``.
 
@@ -15,12 +16,14 @@ import secrets
 import socket
 import struct
 import threading
+from email.parser import BytesParser
+from email.policy import HTTP
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
 from .control import FakeTelegramControl
-from .methods import METHODS
+from .methods import METHODS, Described
 from .state import CONTROL_ACTIONS, ApiError, FakeState, FloodLimits
 from .webhook import WebhookSender
 
@@ -156,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._read_body()
         if path.startswith("/_control/"):
             self._control(path.removeprefix("/_control/"), body)
             return
@@ -193,7 +196,26 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as error:
             self._send_error(error)
             return
-        self._send_json(200, {"ok": True, "result": result})
+        if isinstance(result, Described):
+            answer = {"ok": True, "result": result.result, "description": result.description}
+        else:
+            answer = {"ok": True, "result": result}
+        self._send_json(200, answer)
+
+    def _read_body(self):
+        """The request body, whole (``Content-Length``) or chunked (``Transfer-Encoding``)."""
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                # Trailers, if any, end with an empty line.
+                while self.rfile.readline().strip():
+                    pass
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
 
     def _body_params(self, body):
         if not body:
@@ -209,19 +231,35 @@ class _Handler(BaseHTTPRequestHandler):
             return params
         if content_type in ("application/x-www-form-urlencoded", ""):
             return dict(parse_qsl(body.decode(errors="replace")))
+        if content_type == "multipart/form-data":
+            return self._multipart_params(body)
         raise ApiError(400, f"Bad Request: unsupported content type {content_type}")
+
+    def _multipart_params(self, body):
+        """Each form field by name: text as a string, a file's content as bytes."""
+        head = f"Content-Type: {self.headers.get('Content-Type')}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(head + body)
+        if not message.is_multipart():
+            raise ApiError(400, "Bad Request: can't parse multipart/form-data body")
+        params = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                params[name] = part.get_content()
+        return params
 
     def _control(self, action, body):
         if action not in CONTROL_ACTIONS:
-            self._send_json(404, {"ok": False, "description": f"unknown control action {action}"})
+            body = {"ok": False, "description": f"unknown control action {action}"}
+            self._send_json(404, body, counted=False)
             return
         try:
             kwargs = json.loads(body) if body else {}
             result = getattr(self.server.state, action)(**kwargs)
         except (TypeError, ValueError, KeyError) as exc:
-            self._send_json(400, {"ok": False, "description": str(exc)})
+            self._send_json(400, {"ok": False, "description": str(exc)}, counted=False)
             return
-        self._send_json(200, {"ok": True, "result": result})
+        self._send_json(200, {"ok": True, "result": result}, counted=False)
 
     def _send_error(self, error):
         headers = {}
@@ -234,12 +272,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_json(error.error_code, error.as_body(), headers)
 
-    def _send_json(self, status, body, headers=None):
-        self._send(status, json.dumps(body).encode(), "application/json", headers or {})
+    def _send_json(self, status, body, headers=None, *, counted=True):
+        payload = json.dumps(body).encode()
+        self._send(status, payload, "application/json", headers or {}, counted=counted)
 
-    def _send(self, status, payload, content_type, headers):
-        with self.server.state.cond:
-            self.server.state.stats_counters.responses[status] += 1
+    def _send(self, status, payload, content_type, headers, *, counted=True):
+        """Answer; ``counted`` answers (the Bot API's, not the control API's) go in the stats."""
+        if counted:
+            with self.server.state.cond:
+                self.server.state.stats_counters.responses[status] += 1
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)

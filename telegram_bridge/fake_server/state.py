@@ -34,6 +34,7 @@ CONTROL_ACTIONS = frozenset(
         "inject_hang",
         "inject_reset",
         "block_chat",
+        "unblock_chat",
         "configure_flood",
         "reset",
         "stats",
@@ -402,6 +403,10 @@ class FakeState:
     def block_chat(self, chat_id):
         with self.cond:
             self.blocked_chats.add(int(chat_id))
+
+    def unblock_chat(self, chat_id):
+        with self.cond:
+            self.blocked_chats.discard(int(chat_id))
 
     def configure_flood(self, enabled=True, **limits):
         """Replace the flood limits (``enabled=False`` turns flood control off)."""

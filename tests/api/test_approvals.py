@@ -9,6 +9,8 @@ from model_bakery import baker
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest
 
+from .conftest import client_with_token, token_for
+
 URL = "/api/v1/approvals/"
 QUESTION = {"kind": "command", "text": "May I run the migration?", "payload": {"cmd": "migrate"}}
 
@@ -35,17 +37,26 @@ class TestRequesting:
         event = AuditEvent.objects.get(action="approval.requested")
         assert (event.source, event.actor_id) == ("api", agent_user.pk)
 
-    def test_a_request_may_name_its_requester_and_claim(self, agent_client, claim_body):
+    def test_a_request_names_its_agent_and_claim_but_not_another_requester(
+        self, agent_client, claim_body
+    ):
         claim_id = agent_client.post("/api/v1/claims/", claim_body, format="json").json()["id"]
-        body = ask(agent_client, {**QUESTION, "requested_by": "agent-7", "claim": claim_id}).json()
-        assert (body["requested_by"], body["claim"]) == ("agent-7", claim_id)
+        body = ask(
+            agent_client,
+            {**QUESTION, "requested_by": "admin", "agent_id": "agent-7", "claim": claim_id},
+        ).json()
+        assert (body["requested_by"], body["agent_id"], body["claim"]) == (
+            "agent-bot",
+            "agent-7",
+            claim_id,
+        )
 
-    def test_an_unknown_claim_and_kind_are_a_400(self, agent_client):
+    def test_an_unknown_kind_is_a_400_and_an_unknown_claim_a_404(self, agent_client):
         response = ask(agent_client, {**QUESTION, "kind": "wish", "claim": 424242})
         assert response.status_code == 400
         assert set(response.json()["fields"]) == {"kind"}
         response = ask(agent_client, {**QUESTION, "claim": 424242})
-        assert response.json()["fields"] == {"claim": ["no claim with id 424242"]}
+        assert (response.status_code, response.json()["error"]) == (404, "not_found")
 
     def test_a_payload_that_is_not_an_object_is_a_400(self, agent_client):
         response = ask(agent_client, {**QUESTION, "payload": [1]})
@@ -112,6 +123,22 @@ class TestDeciding:
         assert response.json()["error"] == "forbidden"
         assert ApprovalRequest.objects.get(pk=pending["id"]).status == "pending"
 
+    def test_short_ids_work_as_in_the_admin_cli_and_telegram(self, approver_client, pending):
+        short = pending["id"].replace("-", "")[:8]
+        assert approver_client.get(f"{URL}{short}/").json()["id"] == pending["id"]
+        response = approver_client.post(f"{URL}{short}/postpone/")
+        assert response.json()["status"] == "postponed"
+
+    def test_a_postponed_request_is_reopened(self, approver_client, pending):
+        approver_client.post(f"{URL}{pending['id']}/postpone/")
+        response = approver_client.post(f"{URL}{pending['id']}/reopen/")
+        assert (response.status_code, response.json()["status"]) == (200, "pending")
+
+    @pytest.mark.parametrize("note", [5, 1.5, True, ["x"]])
+    def test_a_note_that_is_not_text_is_a_400(self, approver_client, pending, note):
+        response = approver_client.post(f"{URL}{pending['id']}/approve/", {"note": note})
+        assert response.status_code == 400
+
     def test_a_note_too_long_is_a_400(self, approver_client, pending):
         response = approver_client.post(
             f"{URL}{pending['id']}/approve/", {"note": "x" * 2001}, format="json"
@@ -146,7 +173,6 @@ class TestArchiving:
         assert response.json()["status"] == "pending"
 
     def test_deciding_without_archiving_permission_cannot_archive(self, pending, db):
-        from .conftest import client_with_token, token_for
 
         decider = baker.make("auth.User", username="decider", is_active=True)
         decider.user_permissions.add(Permission.objects.get(codename="decide_approvalrequest"))
@@ -158,9 +184,13 @@ class TestArchiving:
 @pytest.mark.django_db
 class TestListing:
     @pytest.fixture
-    def requests(self, agent_client, approver_client):
-        first = ask(agent_client, {**QUESTION, "requested_by": "alpha"}).json()
-        ask(agent_client, {**QUESTION, "kind": "manifest", "requested_by": "beta"})
+    def requests(self, approver_client):
+        alpha, beta = (
+            client_with_token(token_for(baker.make("auth.User", username=name)))
+            for name in ("alpha", "beta")
+        )
+        first = ask(alpha).json()
+        ask(beta, {**QUESTION, "kind": "manifest"})
         approver_client.post(f"{URL}{first['id']}/approve/")
         ApprovalRequest.objects.filter(pk=first["id"]).update(
             created_at=timezone.now() - timedelta(days=2)

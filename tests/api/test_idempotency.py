@@ -33,7 +33,11 @@ class TestReplay:
         first = post(agent_client, claim_body, "k-1")
         again = post(agent_client, claim_body, "k-1")
         assert (first.status_code, again.status_code) == (201, 201)
-        assert again.json() == first.json()
+        # The lease token is shown once and never stored, so the replay answers it as null.
+        assert again.json() == {**first.json(), "lease_token": None}
+        assert not IdempotencyKey.objects.filter(
+            response_body__icontains=first.json()["lease_token"]
+        ).exists()
         assert again["Idempotent-Replayed"] == "true"
         assert "Idempotent-Replayed" not in first
         assert Claim.objects.get().version == 1
@@ -79,9 +83,9 @@ class TestReplay:
         assert Claim.objects.get().version == 1
 
     def test_an_expired_key_runs_the_request_again(self, agent_client, claim_body):
-        post(agent_client, claim_body, "k-1")
+        lease_token = post(agent_client, claim_body, "k-1").json()["lease_token"]
         IdempotencyKey.objects.update(expires_at=timezone.now())
-        response = post(agent_client, {**claim_body, "ttl_seconds": 60}, "k-1")
+        response = post(agent_client, {**claim_body, "lease_token": lease_token}, "k-1")
         assert response.status_code == 200
         assert response.json()["outcome"] == "refreshed"
 
@@ -153,7 +157,10 @@ class TestConcurrency:
             thread.join()
         assert {response.status_code for response in answers} <= {201, 409}
         created = [response for response in answers if response.status_code == 201]
-        assert created and all(r.json() == created[0].json() for r in created)
+        # Replays are the first answer without its lease token, which is shown only once.
+        bodies = [{**response.json(), "lease_token": None} for response in created]
+        assert created and all(body == bodies[0] for body in bodies)
+        assert sum(bool(response.json()["lease_token"]) for response in created) == 1
         assert AuditEvent.objects.filter(action__startswith="claim.").count() == 1
         assert Claim.objects.get().version == 1
 
@@ -163,7 +170,7 @@ class TestConcurrency:
         approval = services.request_approval(
             kind="command",
             text="deploy?",
-            requested_by="agent",
+            agent_id="agent",
             actor=Actor(source=Source.API, user=agent_user),
         )
         session = self._session(approver)

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.models import IdempotencyKey
 from api.schema import LINKS
-from backoffice.actors import system_actor
+from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage
@@ -72,12 +72,10 @@ def superuser(transactional_db):
 @pytest.fixture
 def live_schema(live_server, superuser):
     """The schema as the running server publishes it, with some data to find."""
-    actor = system_actor("fixture")
-    granted = services.claim(
-        story="S-1", todolist="t", owner="o", agent_id="a", fingerprint="f", actor=actor
-    )
+    actor = Actor(source=Source.SYSTEM, user=superuser, label="fixture")
+    granted = services.claim(story="S-1", todolist="t", agent_id="a", fingerprint="f", actor=actor)
     services.request_approval(
-        kind="command", text="go?", requested_by="a", claim_id=granted.claim.pk, actor=actor
+        kind="command", text="go?", agent_id="a", claim_id=granted.claim.pk, actor=actor
     )
     baker.make(
         OutboundMessage,
@@ -109,7 +107,7 @@ def test_the_schema_links_each_new_object_to_what_can_follow(live_schema):
     assert links["ReleaseClaim"] == {
         "operationId": "claims_release_create",
         "parameters": {"id": "$response.body#/id"},
-        "requestBody": "$request.body",
+        "requestBody": {"lease_token": "$response.body#/lease_token"},
     }
 
 

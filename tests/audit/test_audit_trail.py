@@ -1,5 +1,6 @@
 import pytest
 from django.db import connection, transaction
+from model_bakery import baker
 
 from audit.models import AuditEvent
 from audit.selectors import events_for
@@ -20,10 +21,9 @@ def test_rolled_back_change_leaves_no_event():
         services.claim(
             story="checkout",
             todolist="payment-form",
-            owner="maria",
             agent_id="builder-7",
             fingerprint="fp",
-            actor=Actor(source=Source.API, label="builder-7"),
+            actor=Actor(source=Source.API, user=baker.make("auth.User"), label="builder-7"),
         )
         assert AuditEvent.objects.count() == 1
         raise Abort
@@ -66,11 +66,11 @@ def test_events_cannot_be_updated_or_deleted_in_bulk_or_one_by_one():
 
 
 def test_events_for_lists_one_objects_events_oldest_first():
-    actor = Actor(source=Source.API, label="builder-7")
+    actor = Actor(source=Source.API, user=baker.make("auth.User"), label="builder-7")
     granted = services.claim(
-        story="s", todolist="t", owner="o", agent_id="builder-7", fingerprint="fp", actor=actor
+        story="s", todolist="t", agent_id="builder-7", fingerprint="fp", actor=actor
     )
-    services.release(granted.claim.pk, agent_id="builder-7", actor=actor)
+    services.release(granted.claim.pk, lease_token=granted.lease_token, actor=actor)
     record("claim.acquired", actor=actor, object_type="claims.claim", object_id="999")
 
     actions = [e.action for e in events_for(granted.claim)]

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth.models import Group, User
+from model_bakery import baker
 
 from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
@@ -30,8 +31,8 @@ def test_staff_approves_a_request_with_the_button_on_its_page(
     approval = services.request_approval(
         kind="command",
         text="Run database migrations on staging",
-        requested_by="deploy-bot",
-        actor=Actor(source=Source.API, label="deploy-bot"),
+        agent_id="deploy-bot",
+        actor=Actor(source=Source.API, user=baker.make("auth.User"), label="deploy-bot"),
     )
     log_in(browser_page, live_server, staff_approver)
 
@@ -47,7 +48,7 @@ def test_staff_approves_a_request_with_the_button_on_its_page(
     assert approval.decided_by == staff_approver
     event = AuditEvent.objects.get(action="approval.approved", object_id=str(approval.pk))
     assert (event.actor, event.source) == (staff_approver, Source.ADMIN)
-    assert event.details["note"] == "Checked the migration plan"
+    assert event.details["decision_note"] == "Checked the migration plan"
     # Once approved, the page offers no second Approve button.
     assert browser_page.locator("button[name=step][value=approve]").count() == 0
 
@@ -55,12 +56,12 @@ def test_staff_approves_a_request_with_the_button_on_its_page(
 def test_bulk_deny_from_the_list_reports_what_was_skipped(
     browser_page, live_server, staff_approver
 ):
-    agent = Actor(source=Source.API, label="deploy-bot")
+    agent = Actor(source=Source.API, user=baker.make("auth.User"), label="deploy-bot")
     pending = services.request_approval(
-        kind="manifest", text="Release 2.4.0", requested_by="deploy-bot", actor=agent
+        kind="manifest", text="Release 2.4.0", agent_id="deploy-bot", actor=agent
     )
     approved = services.request_approval(
-        kind="manifest", text="Release 2.3.9", requested_by="deploy-bot", actor=agent
+        kind="manifest", text="Release 2.3.9", agent_id="deploy-bot", actor=agent
     )
     services.decide(approved.pk, "approve", actor=Actor(source=Source.CLI, user=staff_approver))
     log_in(browser_page, live_server, staff_approver)

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
@@ -13,6 +13,7 @@ from model_bakery import baker
 from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
 from claims import services
+from claims.errors import Frozen
 from claims.models import ApprovalPolicy, ApprovalRequest, Claim
 
 pytestmark = pytest.mark.django_db
@@ -35,15 +36,26 @@ def change_url(approval):
 
 
 def make_claim(agent, *, story="checkout", todolist="payment-form", ttl=300):
-    return services.claim(
+    """A granted lease, and its lease token as ``claim.lease_token`` for the test to look for."""
+    owner, _ = User.objects.get_or_create(username=f"owner-of-{agent}")
+    granted = services.claim(
         story=story,
         todolist=todolist,
-        owner=f"owner-of-{agent}",
         agent_id=agent,
         fingerprint=f"{agent}-fp",
         ttl_seconds=ttl,
-        actor=Actor(source=Source.API, label=agent),
-    ).claim
+        actor=Actor(source=Source.API, user=owner, label=agent),
+    )
+    granted.claim.lease_token = granted.lease_token
+    return granted.claim
+
+
+def release(claim):
+    services.release(
+        claim.pk,
+        lease_token=claim.lease_token,
+        actor=Actor(source=Source.API, user=claim.owner_user),
+    )
 
 
 @pytest.fixture
@@ -58,23 +70,26 @@ def supervisor_client(client, supervisor):
     return client
 
 
-def test_claim_list_shows_holder_and_time_left_for_each_state(admin_client):
-    make_claim("builder-7", todolist="live", ttl=600)
+def test_claim_list_shows_holder_and_human_durations_for_each_state(admin_client):
+    live = make_claim("builder-7", todolist="live", ttl=3600)
     expired = make_claim("builder-8", todolist="expired")
-    Claim.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=5))
+    Claim.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(hours=3))
     released = make_claim("builder-9", todolist="released")
-    services.release(released.pk, agent_id="builder-9", actor=Actor(source=Source.API))
+    release(released)
 
     response = admin_client.get(CLAIMS_URL)
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "owner-of-builder-7 / builder-7" in page
+    assert "owner-of-builder-7 (builder-7)" in page
     assert "checkout/live" in page
-    assert "expired" in page and "released" in page
+    assert "59 min left" in page
+    assert "expired 3 h ago" in page and "released 0 s ago" in page
+    assert live.lease_token not in page
     assert admin_client.get(CLAIMS_URL, {"lease": "live"}).context["cl"].result_count == 1
     assert admin_client.get(CLAIMS_URL, {"lease": "expired"}).context["cl"].result_count == 1
     assert admin_client.get(CLAIMS_URL, {"lease": "released"}).context["cl"].result_count == 1
+    assert admin_client.get(CLAIMS_URL, {"lease": "stale"}).context["cl"].result_count == 1
     assert admin_client.get(CLAIMS_URL, {"q": "builder-8"}).context["cl"].result_count == 1
 
 
@@ -94,10 +109,12 @@ def test_claims_are_not_added_edited_or_deleted_by_hand(admin_client):
     assert claim.owner == "owner-of-builder-7"
 
 
-def test_claim_page_shows_its_audit_history(admin_client):
-    claim = make_claim("builder-7")
+def test_claim_page_shows_history_ttl_fencing_token_and_no_lease_token(admin_client):
+    claim = make_claim("builder-7", ttl=600)
     services.refresh(
-        claim.pk, agent_id="builder-7", actor=Actor(source=Source.CLI, label="builder-7")
+        claim.pk,
+        lease_token=claim.lease_token,
+        actor=Actor(source=Source.CLI, user=claim.owner_user, label="builder-7"),
     )
 
     page = admin_client.get(reverse("admin:claims_claim_change", args=[claim.pk]))
@@ -106,33 +123,41 @@ def test_claim_page_shows_its_audit_history(admin_client):
         "claim.acquired",
         "claim.refreshed",
     ]
-    assert "owner-of-builder-7 / builder-7" in page.content.decode()
+    content = page.content.decode()
+    assert "owner-of-builder-7 (builder-7)" in content
+    assert "TTL" in content and "10 min" in content and "Ttl seconds" not in content
+    assert "Fencing token" in content
+    assert claim.lease_token not in content
+    assert claim.lease_token_hash not in content
 
 
-def test_force_release_action_is_audited_with_the_staff_user(supervisor_client, supervisor):
+def test_force_release_action_needs_a_reason_and_is_audited_with_it(supervisor_client, supervisor):
     live = make_claim("builder-7", todolist="live")
     released = make_claim("builder-8", todolist="done")
-    services.release(released.pk, agent_id="builder-8", actor=Actor(source=Source.API))
+    release(released)
+    selected = {"action": "force_release", "_selected_action": [live.pk, released.pk]}
 
+    refused = supervisor_client.post(CLAIMS_URL, selected, follow=True)
     response = supervisor_client.post(
-        CLAIMS_URL,
-        {"action": "force_release", "_selected_action": [live.pk, released.pk]},
-        follow=True,
+        CLAIMS_URL, {**selected, "reason": "agent crashed"}, follow=True
     )
 
-    assert response.status_code == 200
+    assert texts(refused) == ["Give a reason: nothing is force-released without one."]
     assert texts(response) == ["1 force-released; 1 skipped: checkout/done is already released"]
     live.refresh_from_db()
     assert not live.is_live()
     event = AuditEvent.objects.get(action="claim.force_released")
     assert (event.actor, event.source, event.object_id) == (supervisor, "admin", str(live.pk))
+    assert event.details["note"] == "agent crashed"
 
 
 def test_take_over_action_gives_the_lease_to_the_staff_user(supervisor_client, supervisor):
     claim = make_claim("builder-7")
 
     response = supervisor_client.post(
-        CLAIMS_URL, {"action": "take_over", "_selected_action": [claim.pk]}, follow=True
+        CLAIMS_URL,
+        {"action": "take_over", "_selected_action": [claim.pk], "reason": "hot fix"},
+        follow=True,
     )
 
     assert texts(response) == ["1 taken over"]
@@ -141,11 +166,59 @@ def test_take_over_action_gives_the_lease_to_the_staff_user(supervisor_client, s
     assert AuditEvent.objects.get(action="claim.taken_over").actor == supervisor
 
 
+@pytest.mark.parametrize("step", ["force_release", "take_over", "freeze"])
+def test_claim_page_buttons_need_a_reason_and_are_audited(supervisor_client, supervisor, step):
+    claim = make_claim("builder-7")
+    url = reverse("admin:claims_claim_lease", args=[claim.pk])
+    page = supervisor_client.get(reverse("admin:claims_claim_change", args=[claim.pk]))
+    assert f'value="{step}"' in page.content.decode()
+
+    refused = supervisor_client.post(url, {"step": step, "reason": " "}, follow=True)
+    done = supervisor_client.post(url, {"step": step, "reason": "on call says so"}, follow=True)
+
+    assert "Give a reason" in texts(refused)[0]
+    assert texts(done)[0].startswith("1 ")
+    event = AuditEvent.objects.exclude(action="claim.acquired").get()
+    assert (event.actor, event.details["note"]) == (supervisor, "on call says so")
+    assert claim.lease_token not in done.content.decode()
+
+
+def test_a_frozen_work_item_shows_its_reason_and_refuses_claims(supervisor_client):
+    claim = make_claim("builder-7")
+    release(claim)
+    supervisor_client.post(
+        reverse("admin:claims_claim_lease", args=[claim.pk]),
+        {"step": "freeze", "reason": "incident 42"},
+    )
+
+    page = supervisor_client.get(reverse("admin:claims_claim_change", args=[claim.pk]))
+
+    assert "incident 42" in page.content.decode()
+    with pytest.raises(Frozen):
+        make_claim("builder-8")
+
+
+def test_claim_page_buttons_need_the_permission(client, supervisor):
+    claim = make_claim("builder-7")
+    viewer = baker.make("auth.User", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename="view_claim"))
+    client.force_login(viewer)
+
+    page = client.get(reverse("admin:claims_claim_change", args=[claim.pk]))
+    response = client.post(
+        reverse("admin:claims_claim_lease", args=[claim.pk]),
+        {"step": "force_release", "reason": "x"},
+    )
+
+    assert "Lease console" not in page.content.decode()
+    assert response.status_code == 403
+
+
 def test_claim_actions_are_offered_only_with_the_permission(client, supervisor):
     make_claim("builder-7")
     client.force_login(supervisor)
     offered = client.get(CLAIMS_URL).context["action_form"].fields["action"].choices
-    assert {"force_release", "take_over"} <= {name for name, _ in offered}
+    assert {"force_release", "take_over", "freeze", "unfreeze"} <= {name for name, _ in offered}
 
     viewer = baker.make("auth.User", is_staff=True)
     viewer.user_permissions.add(*Permission.objects.filter(codename="view_claim"))
@@ -397,9 +470,7 @@ def test_change_page_votes_under_a_quorum_and_lists_the_votes(
     client, make_policy, release_managers, agent_actor
 ):
     make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
-    approval = services.request_approval(
-        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
-    )
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
     client.force_login(release_managers.user_set.get(username="alice"))
 
     before = client.get(change_url(approval)).content.decode()
@@ -445,9 +516,7 @@ def test_no_vote_buttons_for_an_approver_the_policy_does_not_allow(
     approver_client, make_policy, release_managers, agent_actor
 ):
     make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
-    approval = services.request_approval(
-        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
-    )
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
 
     page = approver_client.get(change_url(approval)).content.decode()
 

@@ -84,7 +84,7 @@ def test_approval_is_audited_with_the_approver(make_approval, approver, approver
     event = AuditEvent.objects.get(object_id=str(approval.pk))
     assert (event.action, event.actor, event.source) == ("approval.approved", approver, "admin")
     assert event.details["previous_status"] == "pending"
-    assert event.details["note"] == "Go ahead"
+    assert event.details["decision_note"] == "Go ahead"
 
 
 def test_repeating_a_decision_writes_no_second_event(make_approval, approver_actor):
@@ -243,12 +243,17 @@ def test_request_is_created_pending_with_its_expiry(settings, agent_actor):
     approval = services.request_approval(
         kind="command",
         text="  Run migrate on production  ",
-        requested_by="deploy-bot",
+        agent_id="deploy-bot",
         payload={"command": "migrate"},
         actor=agent_actor,
     )
 
     assert (approval.status, approval.text) == (Status.PENDING, "Run migrate on production")
+    assert (approval.requested_by, approval.requester) == (
+        "agent-owner",
+        "agent-owner (deploy-bot)",
+    )
+    assert approval.requested_by_user == agent_actor.user
     assert 590 <= (approval.expires_at - approval.created_at).total_seconds() <= 600
     assert events(approval) == ["approval.requested"]
 
@@ -259,14 +264,12 @@ def test_request_is_created_pending_with_its_expiry(settings, agent_actor):
         ({"kind": "wish"}, "kind"),
         ({"text": " "}, "text"),
         ({"text": "x" * 4001}, "text"),
-        ({"requested_by": ""}, "requested_by"),
+        ({"agent_id": "x" * 151}, "agent_id"),
         ({"payload": ["not", "an", "object"]}, "payload"),
-        ({"claim_id": 424242}, "claim"),
-        ({"claim_id": "abc"}, "claim"),
     ],
 )
 def test_bad_request_is_refused_and_nothing_is_written(changes, bad_field, agent_actor):
-    request = {"kind": "command", "text": "Run migrate", "requested_by": "deploy-bot", **changes}
+    request = {"kind": "command", "text": "Run migrate", "agent_id": "deploy-bot", **changes}
 
     with pytest.raises(InvalidInput) as invalid:
         services.request_approval(**request, actor=agent_actor)
@@ -274,6 +277,23 @@ def test_bad_request_is_refused_and_nothing_is_written(changes, bad_field, agent
     assert bad_field in invalid.value.fields
     assert not ApprovalRequest.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize("claim_id", [424242, "abc"])
+def test_an_unknown_claim_is_not_found(claim_id, agent_actor):
+    with pytest.raises(NotFound):
+        services.request_approval(kind="claim", text="go?", claim_id=claim_id, actor=agent_actor)
+
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_a_request_needs_a_checked_user():
+    with pytest.raises(InvalidInput) as invalid:
+        services.request_approval(
+            kind="command", text="go?", actor=Actor(source=Source.CLI, label="admin")
+        )
+
+    assert "user" in invalid.value.fields
 
 
 def test_scheduled_expiry_moves_overdue_requests_to_expired(make_approval):

@@ -46,11 +46,11 @@ class Run:
         return json.loads(self.stderr)
 
 
-def manage(*args):
+def manage(*args, env=None):
     completed = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": database_url()},
+        env={**os.environ, "DATABASE_URL": database_url(), **(env or {})},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -60,52 +60,62 @@ def manage(*args):
     return Run(completed)
 
 
+@pytest.fixture
+def people(django_user_model):
+    return [django_user_model.objects.create_user(name) for name in ("maria", "tomasz", "ci")]
+
+
 # Complete argument lists that each case below spoils in one place.
-CLAIM = ["claim", "s", "t", "--owner", "o", "--agent-id", "a", "--fingerprint", "f"]
+CLAIM = ["claim", "s", "t", "--user", "maria", "--agent-id", "a", "--fingerprint", "f"]
 
 
 def request_args(*extra, kind="command"):
-    return ["request", "--kind", kind, "--text", "t", "--requested-by", "x", *extra]
+    return ["request", "--kind", kind, "--text", "t", "--user", "clerk", *extra]
 
 
-def test_claim_commands_print_json_and_exit_with_the_outcome():
-    holder = ["--owner", "maria", "--agent-id", "builder-7", "--fingerprint", "fp-7"]
+def test_claim_commands_print_json_and_exit_with_the_outcome(people):
+    holder = ["--user", "maria", "--agent-id", "builder-7", "--fingerprint", "fp-7"]
 
     granted = manage("claim", "checkout", "payment-form", *holder, "--ttl", "120")
     assert granted.code == 0, granted.stderr
     assert granted.json["outcome"] == "acquired"
-    assert granted.json["holder"] == {
+    shown = {key: granted.json[key] for key in ("owner", "agent_id", "fingerprint", "holder")}
+    assert shown == {
         "owner": "maria",
         "agent_id": "builder-7",
         "fingerprint": "fp-7",
+        "holder": "maria (builder-7)",
     }
+    assert granted.json["fencing_token"] == 1
+    assert granted.json["expires_at"].endswith("Z")
     assert 0 < granted.json["seconds_left"] <= 120
+    lease_token = granted.json["lease_token"]
     claim_id = str(granted.json["id"])
 
-    conflict = manage(
-        "claim",
-        "checkout",
-        "payment-form",
-        "--owner",
-        "tomasz",
-        "--agent-id",
-        "builder-8",
-        "--fingerprint",
-        "fp-8",
-    )
+    copied = ["--user", "tomasz", "--agent-id", "builder-7", "--fingerprint", "fp-7"]
+    conflict = manage("claim", "checkout", "payment-form", *copied)
     assert conflict.code == 3
     assert conflict.stdout == ""
     assert conflict.error["error"] == "conflict"
     assert conflict.error["holder"] == {"owner": "maria", "agent_id": "builder-7"}
     assert conflict.error["expires_at"]
 
-    refreshed = manage("refresh", claim_id, "--fingerprint", "fp-7", "--ttl", "600")
-    assert refreshed.code == 0, refreshed.stderr
-    assert (refreshed.json["outcome"], refreshed.json["version"]) == ("refreshed", 2)
-
-    not_holder = manage("refresh", claim_id, "--agent-id", "builder-8")
+    not_holder = manage("refresh", claim_id, "--user", "tomasz", "--lease-token", "clt_guess")
     assert not_holder.code == 4
     assert not_holder.error["error"] == "not_holder"
+    refused = AuditEvent.objects.get(action="claim.refused", details__operation="refresh")
+    assert (refused.actor.username, refused.source) == ("tomasz", "cli")
+
+    refreshed = manage("refresh", claim_id, "--user", "maria", "--lease-token", lease_token)
+    assert refreshed.code == 0, refreshed.stderr
+    assert (refreshed.json["outcome"], refreshed.json["version"]) == ("refreshed", 2)
+    assert refreshed.json["ttl_seconds"] == 120
+    assert "lease_token" not in refreshed.json
+
+    current = manage("claim", "check", "checkout", "payment-form", "--fencing-token", "1")
+    assert (current.code, current.json["current"]) == (0, True)
+    stale = manage("claim", "check", "checkout", "payment-form", "--fencing-token", "0")
+    assert (stale.code, stale.error["error"]) == (3, "stale_fence")
 
     by_key = manage("inspect", "--story", "checkout", "--todolist", "payment-form")
     assert by_key.code == 0
@@ -113,9 +123,12 @@ def test_claim_commands_print_json_and_exit_with_the_outcome():
     assert by_key.json["version"] == 2
     by_id = manage("inspect", claim_id).json
     assert {**by_id, "seconds_left": None} == {**by_key.json, "seconds_left": None}
+    assert lease_token not in by_key.stdout
 
-    released = manage("release", claim_id, "--agent-id", "builder-7")
-    assert released.code == 0
+    released = manage(
+        "release", claim_id, "--user", "maria", env={"CLAIMDESK_LEASE_TOKEN": lease_token}
+    )
+    assert released.code == 0, released.stderr
     assert released.json["outcome"] == "released"
     assert released.json["seconds_left"] == 0
     assert released.json["released_at"]
@@ -124,30 +137,41 @@ def test_claim_commands_print_json_and_exit_with_the_outcome():
         AuditEvent.objects.filter(object_id=claim_id).order_by("id").values_list("action", "source")
     ) == [
         ("claim.acquired", "cli"),
+        ("claim.refused", "cli"),
         ("claim.refreshed", "cli"),
+        ("claim.refused", "cli"),
         ("claim.released", "cli"),
     ]
+    assert not AuditEvent.objects.filter(details__icontains=lease_token).exists()
+
+
+def test_the_configured_service_user_claims_without_user(people):
+    run = manage("claim", "ci", "deploy", "--agent-id", "job-1", env={"CLI_SERVICE_USER": "ci"})
+    assert run.code == 0, run.stderr
+    assert run.json["holder"] == "ci (job-1)"
 
 
 @pytest.mark.parametrize(
     ("args", "code", "error"),
     [
-        (["claim", "s", "t", "--owner", "", "--agent-id", "a", "--fingerprint", "f"], 2, "invalid"),
+        (["claim", "s", "t", "--agent-id", "a"], 2, "invalid"),
+        (["claim", "s", "t", "--user", "ghost", "--agent-id", "a"], 2, "invalid"),
         ([*CLAIM, "--ttl", "0"], 2, "invalid"),
         ([*CLAIM, "--ttl", "99999999"], 2, "invalid"),
-        (["claim", "s", "t", "--owner", "o"], 2, None),
         ([*CLAIM, "--ttl", "ten"], 2, None),
-        (["refresh", "42"], 2, None),
-        (["release", "42", "--agent-id", "a", "--fingerprint", "f"], 2, None),
-        (["refresh", "424242", "--agent-id", "a"], 5, "not_found"),
-        (["release", "424242", "--agent-id", "a"], 5, "not_found"),
+        (["claim", "s"], 2, "invalid"),
+        (["claim", "check", "s", "t"], 2, "invalid"),
+        (["refresh", "42", "--user", "maria"], 2, "invalid"),
+        (["release", "42", "--agent-id", "a"], 2, None),
+        (["refresh", "424242", "--user", "maria", "--lease-token", "clt_x"], 5, "not_found"),
+        (["release", "424242", "--user", "maria", "--lease-token", "clt_x"], 5, "not_found"),
         (["inspect", "424242"], 5, "not_found"),
         (["inspect", "--story", "nothing", "--todolist", "here"], 5, "not_found"),
         (["inspect"], 2, "invalid"),
         (["inspect", "1", "--story", "s", "--todolist", "t"], 2, "invalid"),
     ],
 )
-def test_claim_command_errors_have_their_exit_code_and_write_nothing(args, code, error):
+def test_claim_command_errors_have_their_exit_code_and_write_nothing(people, args, code, error):
     run = manage(*args)
 
     assert run.code == code, run.stderr
@@ -170,13 +194,19 @@ def test_approvals_commands_request_list_decide_and_archive(approver, make_appro
         "command",
         "--text",
         "Run migrate on production",
-        "--requested-by",
+        "--user",
+        "approver",
+        "--agent-id",
         "deploy-bot",
         "--payload",
         '{"command": "migrate"}',
     )
     assert requested.code == 0, requested.stderr
     assert requested.json["status"] == "pending"
+    assert (requested.json["requested_by"], requested.json["agent_id"]) == (
+        "approver",
+        "deploy-bot",
+    )
     full_id, short_id = requested.json["id"], requested.json["short_id"]
 
     listed = manage("approvals", "list", "--kind", "command", "--json")
@@ -206,7 +236,7 @@ def test_approvals_commands_request_list_decide_and_archive(approver, make_appro
     assert (archived.code, archived.json["status"]) == (0, "archived")
 
     event = AuditEvent.objects.get(action="approval.approved")
-    assert (event.actor, event.source, event.details["note"]) == (approver, "cli", "go")
+    assert (event.actor, event.source, event.details["decision_note"]) == (approver, "cli", "go")
     assert AuditEvent.objects.filter(object_id=full_id).count() == 3
 
 
@@ -231,9 +261,10 @@ def test_approvals_command_errors_have_their_exit_code(approver, make_approval, 
         (["approve", "abc", "--user", "approver"], 2, "invalid"),
         (["approve", "ffffffff", "--user", "approver"], 5, "not_found"),
         (["archive", approval.short_id, "--user", "approver"], 3, "invalid_transition"),
-        (["request", "--kind", "command", "--text", " ", "--requested-by", "x"], 2, "invalid"),
+        (["request", "--kind", "command", "--text", " ", "--user", "clerk"], 2, "invalid"),
+        (["request", "--kind", "command", "--text", "t"], 2, "invalid"),
         (request_args("--payload", "[1"), 2, "invalid"),
-        (request_args("--claim", "77", kind="claim"), 2, "invalid"),
+        (request_args("--claim", "9999", kind="claim"), 5, "not_found"),
         (["approve", approval.short_id], 2, None),
         (["list", "--status", "maybe"], 2, None),
         (["unknown"], 2, None),
@@ -310,9 +341,7 @@ def test_approve_from_the_command_line_is_a_vote_under_the_policy(
     make_policy, release_managers, agent_actor
 ):
     make_policy(name="Releases", kind="manifest", quorum=2, approver_groups=[release_managers])
-    approval = services.request_approval(
-        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
-    )
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
 
     first = manage("approvals", "approve", approval.short_id, "--user", "alice")
     listed = manage("approvals", "list", "--status", "pending")
@@ -321,7 +350,9 @@ def test_approve_from_the_command_line_is_a_vote_under_the_policy(
     assert first.code == 0, first.stderr
     assert (first.json["status"], first.json["policy"]) == ("pending", "Releases")
     assert first.json["tally"]["summary"] == "1 of 2 approvals, waiting for bob, carol"
-    assert first.json["votes"] == [{"voter": "alice", "choice": "approve", "source": "cli"}]
+    assert [(v["voter"], v["choice"], v["source"]) for v in first.json["votes"]] == [
+        ("alice", "approve", "cli")
+    ]
     assert "[1 of 2 approvals, waiting for bob, carol]" in listed.stdout
     assert (second.json["status"], second.json["decided_by"]) == ("approved", "bob")
     assert second.json["tally"]["summary"] == "2 of 2 approvals"

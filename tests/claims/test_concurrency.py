@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from django.db import connection
+from model_bakery import baker
 
 from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
@@ -42,15 +43,16 @@ def run_together(*calls):
 
 
 def test_eight_parallel_claimers_on_one_work_item_get_exactly_one_lease():
+    users = [baker.make("auth.User", username=f"owner-{n}") for n in range(8)]
+
     def claimer(n):
         return lambda: services.claim(
             story="checkout",
             todolist="payment-form",
-            owner=f"owner-{n}",
             agent_id=f"agent-{n}",
             fingerprint=f"fp-{n}",
             ttl_seconds=300,
-            actor=Actor(source=Source.API, label=f"agent-{n}"),
+            actor=Actor(source=Source.API, user=users[n], label=f"agent-{n}"),
         )
 
     results = run_together(*(claimer(n) for n in range(8)))
@@ -102,9 +104,7 @@ def test_concurrent_identical_approvals_write_one_event(make_approval, approver_
 @pytest.fixture
 def quorum_of_two(make_policy, release_managers, agent_actor):
     make_policy(name="Two approvers", kind="manifest", quorum=2, approver_groups=[release_managers])
-    return services.request_approval(
-        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
-    )
+    return services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
 
 
 def test_two_approvers_pressing_at_once_give_one_decision(quorum_of_two, manager_actor):

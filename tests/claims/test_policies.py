@@ -26,7 +26,7 @@ def root():
 def ask(actor, kind="manifest", story="", **fields):
     payload = {"story": story} if story else None
     return services.request_approval(
-        kind=kind, text="Release 2.4 to production", requested_by="deploy-bot",
+        kind=kind, text="Release 2.4 to production",
         payload=payload, actor=actor, **fields,
     )  # fmt: skip
 
@@ -61,9 +61,8 @@ def test_the_most_specific_policy_applies(make_policy, agent_actor):
 def test_the_story_comes_from_the_linked_claim(make_policy, agent_actor):
     make_policy(name="Release stories", story_pattern="release-*", quorum=2)
     claim = services.claim(
-        story="release-9", todolist="deploy", owner="ops", agent_id="a-1", fingerprint="f-1",
-        actor=agent_actor,
-    ).claim  # fmt: skip
+        story="release-9", todolist="deploy", agent_id="a-1", actor=agent_actor
+    ).claim
 
     approval = ask(agent_actor, kind="claim", claim_id=claim.pk)
 

@@ -26,9 +26,7 @@ def approver_chat(settings):
 
 
 def ask(agent_actor, kind="command"):
-    return services.request_approval(
-        kind=kind, text="Flush the CDN cache", requested_by="ops-bot", actor=agent_actor
-    )
+    return services.request_approval(kind=kind, text="Flush the CDN cache", actor=agent_actor)
 
 
 def later(approval, minutes):
@@ -204,7 +202,7 @@ def test_escalation_fires_once_and_widens_the_eligible_approvers(
     assert all("reply_markup" in m.payload for m in messages)
     (event,) = audited("approval.escalated")
     assert event.details["widened"] is True
-    assert event.details["tally"] == "1 of 2 approvals, waiting for bob, carol, lead"
+    assert event.details["tally"]["summary"] == "1 of 2 approvals, waiting for bob, carol, lead"
     decided = services.decide(approval.pk, "approve", actor=lead)
     assert decided.approval.status == Status.APPROVED
 

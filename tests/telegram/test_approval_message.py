@@ -39,7 +39,7 @@ def posted(settings, fake_telegram_unthrottled, agent_actor):
     """A request whose message is in the approver chat with its buttons."""
     settings.TELEGRAM_APPROVER_CHAT_ID = APPROVER_CHAT
     approval = services.request_approval(
-        kind="command", text="Restart worker-03", requested_by="ops-bot", actor=agent_actor
+        kind="command", text="Restart worker-03", agent_id="ops-bot", actor=agent_actor
     )
     deliver_everything()
     assert buttons(the_message(fake_telegram_unthrottled))
@@ -106,9 +106,7 @@ def test_execution_edits_the_message(
 
 def test_a_request_never_posted_is_never_edited(db, settings, agent_actor, approver_actor):
     settings.TELEGRAM_APPROVER_CHAT_ID = None
-    approval = services.request_approval(
-        kind="claim", text="x", requested_by="a", actor=agent_actor
-    )
+    approval = services.request_approval(kind="claim", text="x", agent_id="a", actor=agent_actor)
 
     services.decide(approval.pk, "approve", actor=approver_actor)
 

@@ -28,7 +28,7 @@ def approver_chat(settings):
 @pytest.fixture
 def approval(db, agent_actor):
     return services.request_approval(
-        kind="command", text="Run <migrate> & restart", requested_by="agent-7", actor=agent_actor
+        kind="command", text="Run <migrate> & restart", agent_id="agent-7", actor=agent_actor
     )
 
 
@@ -83,7 +83,7 @@ def test_request_is_announced_to_the_approver_chat_with_buttons(approval):
 def test_nothing_is_announced_without_an_approver_chat(db, settings, agent_actor):
     settings.TELEGRAM_APPROVER_CHAT_ID = None
 
-    services.request_approval(kind="claim", text="x", requested_by="a", actor=agent_actor)
+    services.request_approval(kind="claim", text="x", agent_id="a", actor=agent_actor)
 
     assert not OutboundMessage.objects.exists()
 
@@ -104,7 +104,7 @@ def test_linked_approver_approves_with_the_button(approval, approver_account):
     event = AuditEvent.objects.get(action="approval.approved")
     assert (event.source, event.actor_label, event.actor) == (
         "telegram",
-        "@alice",
+        "approver (@alice)",
         approval.decided_by,
     )
     (answer,) = answers()
@@ -242,7 +242,7 @@ def test_self_approval_refusal_is_explained(approval, approver_account, settings
     mine = services.request_approval(
         kind="claim",
         text="mine",
-        requested_by="approver",
+        agent_id="approver",
         actor=Actor(source=Source.API, user=approver_account.user),
     )
 
@@ -319,12 +319,10 @@ def test_approve_command_from_an_unlinked_user_is_refused_and_audited(approval):
 
 def test_status_lists_pending_requests(approval, approver_account, agent_actor):
     other = services.request_approval(
-        kind="manifest", text="Release 1.2\nwith notes", requested_by="ci", actor=agent_actor
+        kind="manifest", text="Release 1.2\nwith notes", agent_id="ci", actor=agent_actor
     )
     services.decide(other.pk, "deny", actor=Actor(source=Source.CLI, user=approver_account.user))
-    services.request_approval(
-        kind="claim", text="Take story 9", requested_by="b", actor=agent_actor
-    )
+    services.request_approval(kind="claim", text="Take story 9", agent_id="b", actor=agent_actor)
 
     receive(text_update("/status"))
 
@@ -408,15 +406,28 @@ def test_update_is_processed_once_however_often_its_task_runs(approval, approver
     "update",
     [
         {"update_id": 1, "message": {"text": "/status"}},
+        {"update_id": 4, "callback_query": {"id": "q", "from": "alice"}},
+    ],
+)
+def test_updates_missing_what_a_handler_needs_are_ignored(db, update):
+    assert receive(update).status == InboundUpdate.Status.IGNORED
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
         {"update_id": 2, "message": {"text": "/status", "from": {"id": "x"}, "chat": {"id": 1}}},
         {"update_id": 3, "callback_query": {"id": 5, "from": ALICE, "data": "x"}},
-        {"update_id": 4, "callback_query": {"id": "q", "from": "alice"}},
         {"update_id": 5, "message": {"text": 5, "from": ALICE, "chat": {"id": 1}}},
         {"update_id": 6, "message": {"text": "/status", "from": ALICE, "chat": {"id": 2**70}}},
     ],
 )
-def test_malformed_updates_are_ignored(db, update):
-    assert receive(update).status == InboundUpdate.Status.IGNORED
+def test_updates_with_fields_of_the_wrong_type_are_quarantined_with_the_reason(db, update):
+    row = receive(update)
+
+    assert row.status == InboundUpdate.Status.FAILED
+    assert "must be" in row.error or "out of range" in row.error
+    assert not OutboundMessage.objects.exists()
 
 
 def test_decision_while_the_request_is_being_sent_edits_it_once_sent(approval, approver_actor):
@@ -445,3 +456,9 @@ def test_updates_whose_task_was_lost_are_processed_by_the_sweep(approval, approv
     assert tasks.process_stale_updates() == 1
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
+
+
+def test_the_message_names_the_checked_user_and_the_agent_label(approval):
+    message = OutboundMessage.objects.get(dedupe_key=f"approval:{approval.pk.hex}:requested")
+
+    assert "Requested by agent-owner (agent-7)" in message.payload["text"]

@@ -72,7 +72,7 @@ def test_crash_between_storing_and_confirming_loses_nothing(telegram, monkeypatc
 @pytest.mark.django_db
 def test_poll_with_process_decides_a_button_press(telegram, approver_account, agent_actor):
     approval = services.request_approval(
-        kind="claim", text="Take story 4", requested_by="agent", actor=agent_actor
+        kind="claim", text="Take story 4", agent_id="agent", actor=agent_actor
     )
     telegram.control.press_button(APPROVER_CHAT, 1, ALICE, f"approve:{approval.pk.hex}")
 

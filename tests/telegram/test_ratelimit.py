@@ -15,9 +15,9 @@ import pytest
 import redis
 
 from telegram_bridge import ratelimit
+from tests.telegram.worker import TEST_REDIS_URL as REDIS_URL
 
 TOLERANCE = 1.0
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -46,7 +46,7 @@ def limiter(request, settings, transactional_db):
 
 def planned(chat_id):
     """When the reserved send will go out."""
-    return time.time() + ratelimit.reserve(chat_id)
+    return time.time() + ratelimit.reserve(chat_id).wait
 
 
 def gaps(times):
@@ -55,7 +55,7 @@ def gaps(times):
 
 
 def test_first_send_to_a_chat_goes_out_at_once(limiter):
-    assert limiter.reserve(1001) == 0.0
+    assert limiter.reserve(1001).wait == 0.0
 
 
 def test_sends_to_one_chat_are_spaced_by_the_chat_rate(limiter, settings):
@@ -124,26 +124,66 @@ def test_reserving_ahead_keeps_near_the_global_rate_across_many_chats(limiter):
 def test_a_paused_chat_waits_out_the_pause_while_others_send(limiter):
     limiter.pause(1004, 5)
 
-    assert limiter.reserve(1004) >= 5 - TOLERANCE
-    assert limiter.reserve(1005) < 1
+    assert limiter.reserve(1004).wait >= 5 - TOLERANCE
+    assert limiter.reserve(1005).wait < 1
 
 
 def test_a_global_pause_holds_every_chat(limiter):
     limiter.pause(None, 4)
 
-    assert limiter.reserve(1006) >= 4 - TOLERANCE
-    assert limiter.reserve(1007) >= 4 - TOLERANCE
+    assert limiter.reserve(1006).wait >= 4 - TOLERANCE
+    assert limiter.reserve(1007).wait >= 4 - TOLERANCE
 
 
 def test_a_shorter_pause_does_not_cut_a_longer_one(limiter):
     limiter.pause(1008, 6)
     limiter.pause(1008, 1)
 
-    assert limiter.reserve(1008) >= 6 - TOLERANCE
+    assert limiter.reserve(1008).wait >= 6 - TOLERANCE
 
 
 def test_a_rate_of_zero_means_no_limit(limiter, settings):
     settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 0
     settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0
 
-    assert [limiter.reserve(1009) for _ in range(5)] == [0.0] * 5
+    assert [limiter.reserve(1009).wait for _ in range(5)] == [0.0] * 5
+
+
+def test_a_slot_beyond_the_longest_wait_is_quoted_not_booked(limiter, settings):
+    settings.TELEGRAM_RATE_GROUP_PER_MINUTE = 6
+    assert limiter.reserve(-1001).booked
+    quotes = [limiter.reserve(-1001, max_wait=5) for _ in range(20)]
+
+    # A sender that will not wait that long books nothing: the quote stays where it was.
+    assert not any(quote.booked for quote in quotes)
+    assert max(quote.wait for quote in quotes) - min(quote.wait for quote in quotes) < TOLERANCE
+    assert 10 - TOLERANCE <= limiter.reserve(-1001).wait <= 10
+
+
+def test_a_released_slot_delays_nobody(limiter, settings):
+    settings.TELEGRAM_RATE_GROUP_PER_MINUTE = 6
+    first = limiter.reserve(-1002)
+    for _ in range(5):
+        limiter.release(limiter.reserve(-1002))
+
+    assert first.booked
+    assert limiter.reserve(-1002).wait <= 10
+
+
+def test_a_release_after_a_later_booking_keeps_the_later_one(limiter, settings):
+    settings.TELEGRAM_RATE_GROUP_PER_MINUTE = 6
+    limiter.reserve(-1003)
+    second = limiter.reserve(-1003)
+    limiter.reserve(-1003)
+    limiter.release(second)
+
+    assert limiter.reserve(-1003).wait >= 30 - TOLERANCE
+
+
+def test_a_released_global_slot_goes_to_the_next_chat(limiter, settings):
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 0.2
+    limiter.reserve(3000)
+    second = limiter.reserve(3001)
+    limiter.release(second)
+
+    assert abs(limiter.reserve(3002).wait - second.wait) < TOLERANCE

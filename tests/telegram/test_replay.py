@@ -28,7 +28,7 @@ def telegram(settings, fake_telegram_unthrottled):
 def announced(telegram, approver_account, agent_actor):
     """A request whose message reached the approver chat; returns (approval, message_id)."""
     approval = services.request_approval(
-        kind="command", text="Deploy", requested_by="agent-7", actor=agent_actor
+        kind="command", text="Deploy", agent_id="agent-7", actor=agent_actor
     )
     delivery.drain(seconds=10)
     (message,) = telegram.control.sent(chat_id=APPROVER_CHAT, method="sendMessage")

@@ -76,7 +76,7 @@ def test_token_is_never_logged_or_stored(
     # Request → message, through a burst of 5xx answers that leave an error behind.
     telegram.control.inject("sendMessage", 502, count=2)
     approval = services.request_approval(
-        kind="command", text="Rotate keys", requested_by="agent-7", actor=agent_actor
+        kind="command", text="Rotate keys", agent_id="agent-7", actor=agent_actor
     )
     run_task("telegram_bridge.tasks.sweep")
     wait_for(

@@ -29,9 +29,7 @@ def release(make_policy, release_managers, agent_actor):
             user=release_managers.user_set.get(username=sender["username"]),
         )
     make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
-    return services.request_approval(
-        kind="manifest", text="Release 2.4", requested_by="deploy-bot", actor=agent_actor
-    )
+    return services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
 
 
 def press(approval, sender, choice="approve"):

@@ -189,7 +189,7 @@ def test_button_press_through_the_webhook_is_decided_by_a_real_worker(
     qcluster.start(TELEGRAM_APPROVER_CHAT_ID=APPROVER_CHAT)
     control = fake_telegram.control
     approval = services.request_approval(
-        kind="manifest", text="Release 2.0", requested_by="ci", actor=agent_actor
+        kind="manifest", text="Release 2.0", agent_id="ci", actor=agent_actor
     )
     (message,) = wait_for(
         lambda: control.sent(chat_id=APPROVER_CHAT, method="sendMessage"),

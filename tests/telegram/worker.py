@@ -20,6 +20,8 @@ from django.db import connection
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 STOP_DEADLINE = 15.0
+# The Redis the tests may use (keys and queues under names of their own); never production's.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def database_url():

@@ -200,9 +200,15 @@ class Command(JsonCommand):
         for story, todolist, owner, agent_id, state in CLAIMS:
             if Claim.objects.filter(story=story, todolist=todolist).exists():
                 continue
-            claim = self.take(story, todolist, owner, agent_id, 90 if state == "expiring" else 3600)
+            ttl = 90 if state == "expiring" else 3600
+            granted = self.take(story, todolist, owner, agent_id, ttl)
+            claim = granted.claim
             if state == "released":
-                services.release(claim.pk, agent_id=agent_id, actor=self.actor(label=agent_id))
+                services.release(
+                    claim.pk,
+                    lease_token=granted.lease_token,
+                    actor=self.actor(user=self.member(owner), label=agent_id),
+                )
             elif state in ("expired", "taken_over"):
                 # Leases expire with time; the demo moves them into the past instead of waiting.
                 Claim.objects.filter(pk=claim.pk).update(
@@ -217,12 +223,19 @@ class Command(JsonCommand):
         return services.claim(
             story=story,
             todolist=todolist,
-            owner=owner,
             agent_id=agent_id,
             fingerprint=f"{agent_id}@demo",
             ttl_seconds=ttl_seconds,
-            actor=self.actor(label=agent_id),
-        ).claim
+            actor=self.actor(user=self.member(owner), label=agent_id),
+        )
+
+    def member(self, username):
+        """A demo user who claims work or asks for approval; it cannot log in."""
+        user, created = get_user_model()._default_manager.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        return user
 
     def approvals(self, approver):
         created = 0
@@ -238,10 +251,9 @@ class Command(JsonCommand):
             approval = services.request_approval(
                 kind=kind,
                 text=text,
-                requested_by=requested_by,
                 payload=payload,
                 claim_id=claim.pk if claim else None,
-                actor=self.actor(label=requested_by),
+                actor=self.actor(user=self.member(requested_by)),
             )
             self.bring_to(approval, status, note, decider)
             created += 1
@@ -267,6 +279,6 @@ class Command(JsonCommand):
             services.decide(approval.pk, decision, actor=decider, note=note)
         if status == Status.EXECUTED:
             # Execution is reported by whoever ran the command; the demo plays that part.
-            services.mark_executed(approval.pk, actor=self.actor(label=approval.requested_by))
+            services.mark_executed(approval.pk, actor=self.actor(user=approval.requested_by_user))
         if status == Status.ARCHIVED:
             services.archive(approval.pk, actor=decider)

@@ -3,7 +3,7 @@ import json
 from backoffice.cli import JsonCommand
 from backoffice.errors import InvalidInput
 from claims import selectors, services
-from claims.cli import approval_as_dict
+from claims.cli import add_user_argument, approval_as_dict
 from claims.models import ApprovalRequest, Decision
 from claims.voting import tally
 
@@ -39,10 +39,10 @@ class Command(JsonCommand):
         requesting = actions.add_parser("request", help="Ask the approvers a question.")
         requesting.add_argument("--kind", required=True, choices=ApprovalRequest.Kind.values)
         requesting.add_argument("--text", required=True, help="What is asked, in plain words.")
-        requesting.add_argument("--requested-by", required=True, help="Who asks (agent or person).")
+        requesting.add_argument("--agent-id", default="", help="A label: which agent asks.")
         requesting.add_argument("--claim", help="The id of the claim this request is about.")
         requesting.add_argument("--payload", help="Machine-readable detail, as a JSON object.")
-        requesting.add_argument("--user", help="The requesting user's username, if any.")
+        add_user_argument(requesting)
 
     def handle(self, *args, **options):
         action = options["action"]
@@ -76,7 +76,7 @@ class Command(JsonCommand):
             waiting = approval.status in ApprovalRequest.AWAITING_DECISION
             self.stdout.write(
                 f"{approval.short_id}  {approval.status:<9}  {approval.kind:<8}  "
-                f"{approval.created_at:%Y-%m-%d %H:%M}  {approval.requested_by}: "
+                f"{approval.created_at:%Y-%m-%d %H:%M}  {approval.requester}: "
                 f"{' '.join(approval.text.split())[:80]}"
                 + (f"  [{tally(approval).summary()}]" if waiting else "")
             )
@@ -88,14 +88,13 @@ class Command(JsonCommand):
                 payload = json.loads(options["payload"])
             except json.JSONDecodeError as error:
                 raise InvalidInput({"payload": f"is not valid JSON ({error.msg})"}) from None
-        user = self.get_user(options["user"]) if options["user"] else None
         approval = services.request_approval(
             kind=options["kind"],
             text=options["text"],
-            requested_by=options["requested_by"],
+            agent_id=options["agent_id"],
             claim_id=options["claim"],
             payload=payload,
-            actor=self.actor(user=user, label="" if user else options["requested_by"]),
+            actor=self.actor(user=self.acting_user(options), label=options["agent_id"]),
         )
         self.write_json(approval_as_dict(approval))
 

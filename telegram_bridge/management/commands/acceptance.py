@@ -99,12 +99,13 @@ class AcceptanceRun:
             self.spawn("poller", "telegram_poll", "--timeout", "1")
             self.wait_for("the poller to take its lease", self.poller_running)
         approver, telegram_user = self.approver()
-        agent = Actor(source=Source.CLI, label=f"acceptance-agent-{self.run_id}")
+        agent = Actor(
+            source=Source.CLI, user=self.requester(), label=f"acceptance-agent-{self.run_id}"
+        )
         with self.step("claim acquired"):
             claim = services.claim(
                 story=f"acceptance-{self.run_id}",
                 todolist="release",
-                owner="acceptance",
                 agent_id=agent.label,
                 fingerprint=agent.label,
                 actor=agent,
@@ -113,7 +114,7 @@ class AcceptanceRun:
             approval = services.request_approval(
                 kind="command",
                 text=f"Acceptance run {self.run_id}: deploy <everything> & smile",
-                requested_by=agent.label,
+                agent_id=agent.label,
                 claim_id=claim.pk,
                 actor=agent,
             )
@@ -187,6 +188,10 @@ class AcceptanceRun:
         )
         self.overrides.enable()
         Conf.PREFIX = Conf.CLUSTER_NAME = queue
+
+    def requester(self):
+        """A fresh user the run claims and asks as."""
+        return get_user_model().objects.create_user(username=f"acceptance-agent-{self.run_id}")
 
     def approver(self):
         """A fresh approver, linked to a fresh Telegram user."""

@@ -13,6 +13,6 @@ def create_default_policy(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("claims", "0004_approval_policies")]
+    dependencies = [("claims", "0005_approval_policies")]
 
     operations = [migrations.RunPython(create_default_policy, migrations.RunPython.noop)]
