@@ -13,7 +13,8 @@ from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audit.models import AuditEvent
-from claims.models import ApprovalRequest, Claim, Vote, max_length
+from backoffice.limits import max_length
+from claims.models import ApprovalRequest, Claim, Vote
 from claims.representation import approval_data, claim_data
 from telegram_bridge.models import OutboundMessage
 

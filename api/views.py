@@ -5,13 +5,19 @@ the admin calls, so the audit trail is the same whichever channel made a change.
 turned into answers in ``api.exceptions``, never here.
 """
 
-from django.http import JsonResponse
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from audit.models import AuditEvent
+from backoffice.actors import Actor
 from claims import services
 from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_claim, resolve_approval
@@ -41,12 +47,12 @@ from .serializers import (
 )
 
 
-def no_such_endpoint(request, path=""):
+def no_such_endpoint(request: HttpRequest, path: str = "") -> JsonResponse:
     """Unknown paths under /api/ answer with the API's error body, not Django's HTML page."""
     return JsonResponse(error_body("not_found", "No API endpoint at this path."), status=404)
 
 
-def validated(serializer_class, request):
+def validated(serializer_class: type[Serializer], request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -62,12 +68,12 @@ LEASE_TOKEN = OpenApiParameter(
 )
 
 
-def lease_token_from(request, data):
+def lease_token_from(request: Request, data: dict[str, Any]) -> str:
     """The caller's lease token: the body's field, else the Lease-Token header."""
     return data.get("lease_token") or request.headers.get(LEASE_TOKEN_HEADER, "").strip()
 
 
-def claim_actor(request, data):
+def claim_actor(request: Request, data: dict[str, Any]) -> Actor:
     return api_actor(request, label=data.get("agent_id", ""))
 
 
@@ -84,7 +90,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ClaimSerializer
     filterset_class = ClaimFilter
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str = "") -> Response:
         return Response(ClaimSerializer.represent(get_claim(pk)))
 
     @extend_schema(
@@ -96,7 +102,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         responses={201: GrantSerializer, 200: GrantSerializer, **WRITE},
     )
     @idempotent
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         data = validated(ClaimRequestSerializer, request)
         granted = services.claim(
             story=data["story"],
@@ -124,7 +130,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     @idempotent
-    def refresh(self, request, pk=None):
+    def refresh(self, request: Request, pk: str = "") -> Response:
         data = validated(RefreshSerializer, request)
         claim = services.refresh(
             pk,
@@ -143,7 +149,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     @idempotent
-    def release(self, request, pk=None):
+    def release(self, request: Request, pk: str = "") -> Response:
         data = validated(LeaseProofSerializer, request)
         claim = services.release(
             pk,
@@ -163,7 +169,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=False, methods=["post"])
     @idempotent
-    def check(self, request):
+    def check(self, request: Request) -> Response:
         data = validated(FenceCheckSerializer, request)
         claim = services.check_fence(
             story=data["story"],
@@ -174,7 +180,7 @@ class ClaimViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(ClaimSerializer.represent(claim))
 
 
-def _decision_schema(summary):
+def _decision_schema(summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return extend_schema(
         summary=summary,
         request=DecisionSerializer,
@@ -209,7 +215,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ApprovalSerializer
     filterset_class = ApprovalFilter
 
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request: Request, pk: str = "") -> Response:
         return Response(ApprovalSerializer.represent(resolve_approval(pk)))
 
     @extend_schema(
@@ -219,7 +225,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         responses={201: ApprovalSerializer, **WRITE},
     )
     @idempotent
-    def create(self, request):
+    def create(self, request: Request) -> Response:
         data = validated(ApprovalRequestSerializer, request)
         approval = services.request_approval(
             kind=data["kind"],
@@ -231,7 +237,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         )
         return Response(ApprovalSerializer.represent(approval), status.HTTP_201_CREATED)
 
-    def _decide(self, request, pk, decision):
+    def _decide(self, request: Request, pk: str, decision: Decision) -> Response:
         note = validated(DecisionSerializer, request)["note"]
         approval_id = resolve_approval(pk).pk
         decided = services.decide(approval_id, decision, actor=api_actor(request), note=note)
@@ -242,25 +248,25 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @_decision_schema("Vote to approve")
     @action(detail=True, methods=["post"])
     @idempotent
-    def approve(self, request, pk=None):
+    def approve(self, request: Request, pk: str = "") -> Response:
         return self._decide(request, pk, Decision.APPROVE)
 
     @_decision_schema("Vote to deny")
     @action(detail=True, methods=["post"])
     @idempotent
-    def deny(self, request, pk=None):
+    def deny(self, request: Request, pk: str = "") -> Response:
         return self._decide(request, pk, Decision.DENY)
 
     @_decision_schema("Postpone")
     @action(detail=True, methods=["post"])
     @idempotent
-    def postpone(self, request, pk=None):
+    def postpone(self, request: Request, pk: str = "") -> Response:
         return self._decide(request, pk, Decision.POSTPONE)
 
     @_decision_schema("Reopen a postponed request")
     @action(detail=True, methods=["post"])
     @idempotent
-    def reopen(self, request, pk=None):
+    def reopen(self, request: Request, pk: str = "") -> Response:
         return self._decide(request, pk, Decision.REOPEN)
 
     @extend_schema(
@@ -271,7 +277,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     @idempotent
-    def archive(self, request, pk=None):
+    def archive(self, request: Request, pk: str = "") -> Response:
         decided = services.archive(resolve_approval(pk).pk, actor=api_actor(request))
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
@@ -328,7 +334,7 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=True, methods=["post"])
     @idempotent
-    def requeue(self, request, pk=None):
+    def requeue(self, request: Request, pk: str = "") -> Response:
         requeued = dead_letters.requeue(pk, actor=api_actor(request))
         message = outbox.get(pk)
         return Response({**OutboundMessageSerializer.represent(message), "requeued": requeued})

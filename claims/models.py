@@ -23,14 +23,6 @@ def _live(now: datetime | None = None) -> Q:
     return Q(released_at__isnull=True, expires_at__gt=now or timezone.now())
 
 
-def max_length(model: type[models.Model], field: str) -> int:
-    """The longest value ``model.field`` takes: the one limit the services, the API and the
-    forms all check against."""
-    limit = model._meta.get_field(field).max_length  # type: ignore[union-attr]
-    assert limit is not None, f"{model.__name__}.{field} has no max_length"
-    return limit
-
-
 class ClaimQuerySet(models.QuerySet["Claim"]):
     def live(self, now: datetime | None = None) -> "ClaimQuerySet":
         """Leases held right now."""

@@ -20,7 +20,7 @@ def get_claim(claim_id: object, *, lock: bool = False) -> Claim:
     try:
         if isinstance(claim_id, bool) or not str(claim_id).isdigit():
             raise ValueError(claim_id)
-        return queryset.get(pk=int(claim_id))
+        return queryset.get(pk=int(str(claim_id)))
     except (Claim.DoesNotExist, TypeError, ValueError, OverflowError):
         raise NotFound(f"No claim with id {claim_id}.") from None
 
@@ -49,7 +49,7 @@ def find_claim(story: str, todolist: str) -> Claim:
         raise NotFound(f"No claim on {story}/{todolist}.") from None
 
 
-def get_approval(approval_id: object, *, lock: bool = False) -> ApprovalRequest:
+def get_approval(approval_id: uuid.UUID | str, *, lock: bool = False) -> ApprovalRequest:
     """The request with ``approval_id``; ``lock`` holds its row until the transaction ends."""
     queryset = ApprovalRequest.objects.select_for_update() if lock else ApprovalRequest.objects
     try:
@@ -59,7 +59,7 @@ def get_approval(approval_id: object, *, lock: bool = False) -> ApprovalRequest:
         raise NotFound(f"No approval request with id {approval_id}.") from None
 
 
-def resolve_approval(approval_id: object) -> ApprovalRequest:
+def resolve_approval(approval_id: uuid.UUID | str) -> ApprovalRequest:
     """The request with this full id, or with this short id (six or more hex digits)."""
     try:
         return get_approval(approval_id)

@@ -6,12 +6,13 @@ functions and nothing else, so a rule lives in exactly one place.
 """
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -19,12 +20,13 @@ from django.utils import timezone
 from audit.services import record
 from backoffice.actors import Actor
 from backoffice.errors import DomainError, InvalidInput, InvalidTransition, NotPermitted
+from backoffice.limits import max_length
 from backoffice.timestamps import iso_utc
 
 from . import events, policies, voting
 from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
-from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote, max_length
+from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote
 from .representation import approval_data, claim_data
 from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
@@ -419,7 +421,7 @@ def check_fence(*, story: str, todolist: str, fencing_token: int | None, actor: 
     if fencing_token is None:
         fields["fencing_token"] = "give the fencing token to check"  # noqa: S105
     _fencing_token(fields, fencing_token)
-    if fields:
+    if fields or fencing_token is None:
         raise InvalidInput(fields)
     claim = find_claim(story, todolist)
     if claim.fencing_token == fencing_token and claim.is_live():
@@ -590,7 +592,7 @@ DECISIONS = {
 
 
 @transaction.atomic
-def decide(approval_id: object, decision: str, *, actor: Actor, note: str = "") -> Decided:
+def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: str = "") -> Decided:
     """Vote to approve or deny a request, or postpone or reopen it.
 
     Approve and deny are votes, one per approver, changeable until the request is decided; the
@@ -691,7 +693,7 @@ def _settle(
 
 
 @transaction.atomic
-def mark_executed(approval_id: object, *, actor: Actor) -> Decided:
+def mark_executed(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
     """Record that what an approved request asked for was done. Reporting twice changes nothing."""
     approval = get_approval(approval_id, lock=True)
     if approval.status == Status.EXECUTED:
@@ -719,7 +721,7 @@ ARCHIVABLE = {Status.APPROVED, Status.DENIED, Status.EXPIRED, Status.EXECUTED}
 
 
 @transaction.atomic
-def archive(approval_id: object, *, actor: Actor) -> Decided:
+def archive(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
     """File away a request that is finished with. Archiving twice changes nothing."""
     _require(actor, ARCHIVE_PERMISSION, "archive approval requests")
     approval = get_approval(approval_id, lock=True)
@@ -778,7 +780,7 @@ DEFAULT_DECISIONS = {
 }
 
 
-def _default_outcome(approval, *, actor, now):
+def _default_outcome(approval: ApprovalRequest, *, actor: Actor, now: datetime) -> None:
     rules = policies.Rules.from_request(approval)
     outcome = ApprovalPolicy.Outcome(rules.default_outcome)
     denied = approval.votes.filter(choice=Vote.Choice.DENY).exists()
@@ -816,7 +818,7 @@ def _default_outcome(approval, *, actor, now):
 # --- Approval policies ----------------------------------------------------------------------
 
 
-def _policy_details(policy, **extra):
+def _policy_details(policy: ApprovalPolicy, **extra: Any) -> dict[str, Any]:
     return {
         "name": policy.name,
         "kind": policy.kind,
@@ -827,7 +829,13 @@ def _policy_details(policy, **extra):
 
 
 @transaction.atomic
-def save_policy(policy, *, approver_groups, actor, changed=()):
+def save_policy(
+    policy: ApprovalPolicy,
+    *,
+    approver_groups: Iterable[Group],
+    actor: Actor,
+    changed: Iterable[str] = (),
+) -> ApprovalPolicy:
     """Create or change a policy and audit it; requests already open keep the rules they copied."""
     created = policy.pk is None
     _require(
@@ -852,7 +860,7 @@ def save_policy(policy, *, approver_groups, actor, changed=()):
 
 
 @transaction.atomic
-def delete_policy(policy, *, actor):
+def delete_policy(policy: ApprovalPolicy, *, actor: Actor) -> None:
     """Remove a policy; the requests that copied its rules keep them."""
     _require(actor, "claims.delete_approvalpolicy", "manage approval policies")
     details = _policy_details(policy)

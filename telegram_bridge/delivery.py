@@ -19,12 +19,12 @@ import logging
 import random
 import time
 from collections import Counter
-from datetime import timedelta
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import schedule
@@ -61,7 +61,7 @@ class Attempted(NamedTuple):
     """
 
     status: str
-    fields: dict
+    fields: dict[str, Any]
     retry_in: float | None = None
     pauses_all: bool = False
 
@@ -125,7 +125,7 @@ def drain(seconds: float | None = None, *, hand_on: bool = False) -> dict[str, i
     ended in each status.
     """
     deadline = time.monotonic() + (seconds or settings.OUTBOX_DRAIN_SECONDS)
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     while time.monotonic() < deadline:
         taken, _deferred = _take(
             OutboundMessage.objects.all(),
@@ -162,7 +162,7 @@ def drain(seconds: float | None = None, *, hand_on: bool = False) -> dict[str, i
     return dict(outcomes)
 
 
-def recover_stale(now=None):
+def recover_stale(now: datetime | None = None) -> int:
     """Put rows left ``sending`` by a worker that died mid-send back in line; returns how many.
 
     The call may or may not have reached Telegram, so the message is sent again (at least once),
@@ -194,7 +194,7 @@ def recover_stale(now=None):
     return exhausted + retried
 
 
-def _chat_heads(candidates):
+def _chat_heads(candidates: QuerySet[OutboundMessage]) -> QuerySet[OutboundMessage]:
     """The ``candidates`` that are their chat's oldest unfinished message."""
     earlier = OutboundMessage.objects.filter(
         chat_id=OuterRef("chat_id"), id__lt=OuterRef("id"), status__in=UNFINISHED
@@ -272,7 +272,7 @@ def _attempt(item: Taken) -> Attempted:
     return _sent(result)
 
 
-def _record(message, attempted):
+def _record(message: OutboundMessage, attempted: Attempted) -> None:
     """Write the outcome, unless the sweep gave the row to another worker in the meantime."""
     OutboundMessage.objects.filter(
         pk=message.pk, status=Status.SENDING, attempts=message.attempts
@@ -286,7 +286,7 @@ def _record(message, attempted):
         )
 
 
-def _sent(result):
+def _sent(result: Any) -> Attempted:
     fields = {
         "telegram_message_id": result.get("message_id") if isinstance(result, dict) else None,
         "sent_at": timezone.now(),
@@ -296,11 +296,11 @@ def _sent(result):
     return Attempted(Status.SENT, fields)
 
 
-def _error_text(error):
+def _error_text(error: BotApiError) -> str:
     return redact(f"{type(error).__name__}: {error.description}")
 
 
-def _failed(message, error, *, dead):
+def _failed(message: OutboundMessage, error: BotApiError, *, dead: bool) -> Attempted:
     """A transient failure is retried after an exponential backoff with jitter; else it is dead."""
     now = timezone.now()
     fields = {
@@ -315,7 +315,7 @@ def _failed(message, error, *, dead):
     return Attempted(Status.FAILED, fields, retry_in)
 
 
-def _refused(message, error):
+def _refused(message: OutboundMessage, error: RetryAfter) -> Attempted:
     """A 429: Telegram did nothing, so it is no attempt; pause the chat (or all) and wait."""
     retry_in = max(float(error.retry_after or 1), 1.0)
     ratelimit.pause(message.chat_id if error.chat_scoped else None, retry_in)
@@ -330,7 +330,7 @@ def _refused(message, error):
     return Attempted(Status.FAILED, fields, retry_in, pauses_all=not error.chat_scoped)
 
 
-def _handed_back(wait):
+def _handed_back(wait: float) -> Attempted:
     """The row goes back untried, due in ``wait`` seconds (after a 429 that holds every send)."""
     fields = {
         "attempts": F("attempts") - 1,
@@ -339,7 +339,7 @@ def _handed_back(wait):
     return Attempted(Status.QUEUED, fields, wait)
 
 
-def backoff(attempts):
+def backoff(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1``: doubling from the base, capped, with jitter."""
     ceiling = min(
         settings.OUTBOX_BACKOFF_MAX, settings.OUTBOX_BACKOFF_BASE * 2 ** max(attempts - 1, 0)
@@ -347,11 +347,11 @@ def backoff(attempts):
     return ceiling * random.uniform(0.5, 1.0)
 
 
-def _schedule_retry(message_id, retry_in):
+def _schedule_retry(message_id: int, retry_in: float) -> None:
     _schedule(DELIVER_TASK, retry_in, message_id)
 
 
-def _schedule(task, seconds, *args):
+def _schedule(task: str, seconds: float, *args: Any) -> None:
     schedule(
         task,
         *args,

@@ -42,7 +42,8 @@ def fit(text: str, limit: int, *, html: bool) -> str:
                 break
             kept.append(char)
         return "".join(kept) + ELLIPSIS
-    kept, open_tags = [], []
+    kept = []
+    open_tags: list[str] = []
     for token in TOKEN.findall(text):
         cost = _token_units(token)
         if cost > budget:

@@ -137,9 +137,9 @@ def problems(update) -> str:
         name = ".".join(path)
         if isinstance(value, bool) or not isinstance(value, kind):
             found.append(f"{name} must be {'a string' if kind is str else 'a whole number'}")
-        elif kind is int and not -MAX_UPDATE_ID - 1 <= value <= MAX_UPDATE_ID:
+        elif isinstance(value, int) and not -MAX_UPDATE_ID - 1 <= value <= MAX_UPDATE_ID:
             found.append(f"{name} is out of range")
-        elif kind is str and len(value) > limit:
+        elif isinstance(value, str) and limit is not None and len(value) > limit:
             found.append(f"{name} is longer than {limit} characters")
         elif kind is str and not _is_unicode(value):
             found.append(f"{name} is not valid Unicode text")

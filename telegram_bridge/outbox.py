@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backoffice.errors import InvalidInput, NotFound
+from backoffice.limits import max_length
 
 from . import fitting
 from .models import OutboundMessage
@@ -25,6 +26,8 @@ from .models import OutboundMessage
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "telegram_bridge.tasks.deliver"
+
+DEDUPE_KEY_LIMIT = max_length(OutboundMessage, "dedupe_key")
 
 # Bot API methods that address a callback query or an inline message rather than a chat.
 METHODS_WITHOUT_CHAT = frozenset({"answerCallbackQuery"})
@@ -50,7 +53,7 @@ def enqueue(
         fields["payload"] = "must be a dict of Bot API parameters"
     if not isinstance(dedupe_key, str) or not dedupe_key.strip():
         fields["dedupe_key"] = "must not be empty"
-    elif len(dedupe_key) > OutboundMessage._meta.get_field("dedupe_key").max_length:
+    elif len(dedupe_key) > DEDUPE_KEY_LIMIT:
         fields["dedupe_key"] = "is too long"
     if fields:
         raise InvalidInput(fields)

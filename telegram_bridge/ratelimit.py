@@ -111,23 +111,23 @@ def chat_interval(chat_id: int) -> float:
     return max(intervals)
 
 
-def _interval(rate):
+def _interval(rate: float) -> float:
     """A rate of zero or less means no limit."""
     return 1.0 / rate if rate > 0 else 0.0
 
 
-def _chat_key(chat_id):
+def _chat_key(chat_id: int) -> str:
     return f"chat:{chat_id}"
 
 
 # --- Database --------------------------------------------------------------------------------
 
 
-def _locked(key):
+def _locked(key: str) -> RateLimitState:
     return RateLimitState.objects.select_for_update().get_or_create(key=key)[0]
 
 
-def _db_reserve(chat_id, max_wait):
+def _db_reserve(chat_id: int, max_wait: float) -> Reservation:
     rate = settings.TELEGRAM_RATE_GLOBAL_PER_SECOND
     with transaction.atomic():
         # Always the global row first, so two reservations never wait for each other in a cycle.
@@ -221,11 +221,11 @@ return 1
 """
 
 
-def _redis_key(name):
+def _redis_key(name: str) -> str:
     return f"{settings.TELEGRAM_RATE_REDIS_PREFIX}:{name}"
 
 
-def _redis_reserve(chat_id, max_wait):
+def _redis_reserve(chat_id: int, max_wait: float) -> Reservation:
     booked, wait, slot, next_at, previous = run_script(
         RESERVE_SCRIPT,
         keys=[
@@ -253,7 +253,7 @@ def _redis_reserve(chat_id, max_wait):
     )
 
 
-def _redis_release(reservation):
+def _redis_release(reservation: Reservation) -> None:
     run_script(
         RELEASE_SCRIPT,
         keys=[_redis_key(_chat_key(reservation.chat_id)), _redis_key("slots")],

@@ -88,7 +88,7 @@ def _text(params):
     parse_mode = params.get("parse_mode")
     if parse_mode and str(parse_mode).lower() not in PARSE_MODES:
         raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-    content = {"text": text}
+    content: dict[str, Any] = {"text": text}
     if str(parse_mode).lower() == "html":
         text, entities = html_text.parse(text)
         if not text.strip():

@@ -206,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body, whole (``Content-Length``) or chunked (``Transfer-Encoding``)."""
         if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
             if size == 0:
