@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from audit.models import AuditEvent
 from backoffice.limits import max_length
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest, Claim, Vote
 from claims.representation import approval_data, claim_data
 from telegram_bridge.models import OutboundMessage
 
@@ -173,6 +173,40 @@ class FenceCheckSerializer(serializers.Serializer):
 # --- Approval requests ----------------------------------------------------------------------
 
 
+class VoteSerializer(serializers.Serializer):
+    """One approver's vote on a request."""
+
+    voter = serializers.CharField(help_text="The voter's username.")
+    choice = serializers.ChoiceField(choices=Vote.Choice.choices)
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(help_text="When the vote was last changed.")
+
+    def get_fields(self):
+        # "source" would shadow Field.source as a class attribute, so it is added here.
+        fields = super().get_fields()
+        fields["source"] = serializers.ChoiceField(
+            choices=ApprovalRequest.DecisionSource.choices, help_text="The channel it came from."
+        )
+        return fields
+
+
+class TallySerializer(serializers.Serializer):
+    """The votes counted against the request's policy."""
+
+    approvals = serializers.IntegerField()
+    denials = serializers.IntegerField()
+    quorum = serializers.IntegerField(help_text="Approvals needed.")
+    deny_needs_quorum = serializers.BooleanField(
+        help_text="false: any one deny denies the request (a veto)."
+    )
+    waiting_for = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Usernames of eligible approvers who have not voted (the first few).",
+    )
+    summary = serializers.CharField(help_text='E.g. "1 of 2 approvals, waiting for bob".')
+
+
 class ApprovalSerializer(OutputSerializer):
     requested_by_user: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
@@ -180,6 +214,12 @@ class ApprovalSerializer(OutputSerializer):
     decided_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True
     )
+    policy = serializers.CharField(
+        read_only=True,
+        help_text="The policy whose rules were copied onto the request when it was made.",
+    )
+    votes = VoteSerializer(many=True, read_only=True)
+    tally = TallySerializer(read_only=True)
 
     class Meta:
         model = ApprovalRequest
@@ -202,6 +242,9 @@ class ApprovalSerializer(OutputSerializer):
             "archived_at",
             "created_at",
             "updated_at",
+            "policy",
+            "votes",
+            "tally",
         ]
 
     def to_representation(self, instance: ApprovalRequest) -> dict[str, Any]:
@@ -213,7 +256,8 @@ class ApprovalSerializer(OutputSerializer):
 class DecisionResultSerializer(ApprovalSerializer):
     changed = serializers.BooleanField(
         read_only=True,
-        help_text="false when the request was already in the asked state: nothing was done.",
+        help_text="false when your vote or decision was already so: nothing was done. A vote "
+        "counted without deciding the request is true, with the request still pending.",
     )
 
     class Meta(ApprovalSerializer.Meta):

@@ -200,13 +200,18 @@ def _decision_schema(summary: str) -> Callable[[Callable[..., Any]], Callable[..
 class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """Questions to the approvers, and their decisions.
 
-    Deciding the way a request is already decided answers 200 with ``changed: false``; a
-    different decision on a decided request answers 409 with its current ``status``.
+    ``approve`` and ``deny`` are your vote under the request's policy: the answer shows the
+    request with its ``votes`` and ``tally``; it stays pending until the quorum is met (or a veto
+    denies it). Voting the way you already voted, or the way the request is already decided,
+    answers 200 with ``changed: false``; a different vote on a decided request answers 409 with
+    its current ``status``.
     """
 
     lookup_value_regex = "[^/]+"
 
-    queryset = ApprovalRequest.objects.select_related("requested_by_user", "decided_by")
+    queryset = ApprovalRequest.objects.select_related(
+        "requested_by_user", "decided_by"
+    ).prefetch_related("votes__voter")
     serializer_class = ApprovalSerializer
     filterset_class = ApprovalFilter
 
@@ -240,13 +245,13 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
 
-    @_decision_schema("Approve")
+    @_decision_schema("Vote to approve")
     @action(detail=True, methods=["post"])
     @idempotent
     def approve(self, request: Request, pk: str = "") -> Response:
         return self._decide(request, pk, Decision.APPROVE)
 
-    @_decision_schema("Deny")
+    @_decision_schema("Vote to deny")
     @action(detail=True, methods=["post"])
     @idempotent
     def deny(self, request: Request, pk: str = "") -> Response:

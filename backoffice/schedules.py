@@ -8,7 +8,12 @@ SCHEDULES = [
     {
         "name": "Expire overdue approval requests",
         "func": "claims.tasks.expire_approvals",
-        "minutes": 5,
+        "minutes": 1,
+    },
+    {
+        "name": "Remind and escalate undecided approval requests",
+        "func": "claims.tasks.follow_up_approvals",
+        "minutes": 1,
     },
     {
         "name": "Deliver due outbox messages",

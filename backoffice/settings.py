@@ -255,6 +255,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "ApprovalStatusEnum": "claims.models.ApprovalRequest.Status",
+        "DecisionSourceEnum": "claims.models.ApprovalRequest.DecisionSource",
         "OutboxStatusEnum": "telegram_bridge.models.OutboundMessage.Status",
     },
     # The default enum hook, then OpenAPI links between operations (see api.schema.LINKS).

@@ -21,8 +21,11 @@ from backoffice.admin_mixins import ReadOnlyAdminMixin
 from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
+from .decision_times import WINDOWS_DAYS, decision_times
 from .durations import lease_state, span
-from .models import ApprovalRequest, Claim, Decision
+from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
+from .policies import Rules, refusal
+from .voting import tally
 
 
 def admin_actor(request):
@@ -58,9 +61,19 @@ def apply_each(objects, change, label, *, unchanged="unchanged"):
     return changed, skipped
 
 
-def report(request, done, changed, skipped):
-    """One message such as "2 approved; 1 skipped: 3f2a9c1b is denied"."""
-    text = f"{changed} {done}"
+def report(request, done, changed, skipped, votes=()):
+    """One message such as "2 approved; 1 skipped: 3f2a9c1b is denied".
+
+    ``votes`` are the requests a vote was counted on that it did not decide yet, each with its
+    count: "1 vote counted: 3f2a9c1b 1 of 2 approvals, waiting for bob".
+    """
+    parts = [f"{changed} {done}"] if changed or not votes else []
+    if votes:
+        parts.append(
+            f"{len(votes)} vote{'s' if len(votes) > 1 else ''} counted: " + "; ".join(votes)
+        )
+    text = "; ".join(parts)
+    changed += len(votes)
     if skipped:
         text += f"; {len(skipped)} skipped: " + "; ".join(skipped)
     level = messages.SUCCESS if not skipped else messages.WARNING if changed else messages.ERROR
@@ -279,15 +292,44 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 DONE = {**dict(Decision.choices), "archive": "archived"}
 
 
+class VoteInline(admin.TabularInline):
+    """Who voted which way, through which channel, and when; votes change only by voting."""
+
+    model = Vote
+    extra = 0
+    fields = readonly_fields = ("voter", "choice", "source", "note", "created_at", "updated_at")
+    verbose_name_plural = "votes"
+
+    def has_view_permission(self, request, obj=None):
+        # Whoever sees a request sees its votes.
+        return request.user.has_perm("claims.view_approvalrequest")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
-    """Requests are asked for by agents and decided here with buttons or bulk actions."""
+    """Requests are asked for by agents and decided here with buttons or bulk actions.
+
+    Approve and deny are votes under the request's policy; the list shows the count, the change
+    page who voted, and the list's header how long requests waited for a decision.
+    """
 
     change_form_template = "admin/claims/approvalrequest/change_form.html"
+    change_list_template = "admin/claims/approvalrequest/change_list.html"
+    inlines = [VoteInline]
     list_display = [
         "short_id",
         "kind",
         "status",
+        "votes_counted",
         "summary",
         "requester",
         "created_at",
@@ -310,7 +352,14 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         ("decided_by", "decided_at", "decision_source"),
         "decision_note",
         ("executed_at", "archived_at"),
+        ("policy", "votes_waiting"),
+        "rules",
+        ("reminders_sent", "next_reminder_at", "escalate_at", "escalated_at"),
     ]
+    readonly_fields = ["votes_waiting"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("votes")
 
     @admin.display(description="Id", ordering="id")
     def short_id(self, approval):
@@ -319,6 +368,19 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     @admin.display(description="Requested by", ordering="requested_by")
     def requester(self, approval):
         return approval.requester
+
+    @admin.display(description="Votes")
+    def votes_counted(self, approval):
+        return tally(approval, waiting=False).counted
+
+    @admin.display(description="Votes")
+    def votes_waiting(self, approval):
+        return tally(approval).summary()
+
+    def changelist_view(self, request, extra_context=None):
+        windows = [(days, decision_times(days)) for days in WINDOWS_DAYS]
+        extra_context = {**(extra_context or {}), "decision_windows": windows}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Request")
     def summary(self, approval):
@@ -340,20 +402,29 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         return request.user.has_perm(services.ARCHIVE_PERMISSION)
 
     # One function per step, so a click and a bulk action take exactly the same path.
-    def _step(self, request, step, note=""):
+    def _step(self, request, step, note, votes):
         actor = admin_actor(request)
         if step == "archive":
             return lambda approval: services.archive(approval.pk, actor=actor).changed
-        return lambda approval: services.decide(approval.pk, step, actor=actor, note=note).changed
+
+        def decide(approval):
+            decided = services.decide(approval.pk, step, actor=actor, note=note)
+            still_waiting = decided.approval.status in ApprovalRequest.AWAITING_DECISION
+            if decided.changed and still_waiting and decided.tally is not None:
+                votes.append(f"{approval.short_id} {decided.tally.summary()}")
+            return decided.changed
+
+        return decide
 
     def _run(self, request, queryset, step, note=""):
+        votes: list[str] = []
         changed, skipped = apply_each(
             queryset,
-            self._step(request, step, note),
+            self._step(request, step, note, votes),
             lambda approval: approval.short_id,
             unchanged=f"already {DONE[step]}",
         )
-        report(request, DONE[step], changed, skipped)
+        report(request, DONE[step], changed - len(votes), skipped, votes)
 
     @admin.action(description="Approve the selected requests", permissions=["decide"])
     def approve(self, request, queryset):
@@ -384,9 +455,11 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         ]
 
     def available_steps(self, request, approval):
-        """The buttons to show: steps the request's status allows and the user may take."""
+        """The buttons to show: steps the request's status allows and the user may take, under
+        the request's policy (its approver groups, separation of duties)."""
         steps: list[str] = []
-        if self.has_decide_permission(request) and approval.expires_at > timezone.now():
+        may_decide = self.has_decide_permission(request) and not refusal(approval, request.user)
+        if may_decide and approval.expires_at > timezone.now():
             steps += [
                 step
                 for step, (_, allowed_from) in services.DECISIONS.items()
@@ -401,7 +474,10 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         if approval is not None:
             context["step_url"] = reverse("admin:claims_approvalrequest_step", args=[approval.pk])
             steps = self.available_steps(request, approval)
-            context["steps"] = [(step, step.capitalize()) for step in steps]
+            # Under a quorum a click is one vote among several; the buttons say so.
+            quorum = Rules.from_request(approval).quorum
+            labels = {"approve": "Vote to approve", "deny": "Vote to deny"} if quorum > 1 else {}
+            context["steps"] = [(step, labels.get(step, step.capitalize())) for step in steps]
             # A note explains a decision; archiving alone needs none.
             context["takes_note"] = any(step != "archive" for step in steps)
         return context
@@ -425,3 +501,69 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         return HttpResponseRedirect(
             reverse("admin:claims_approvalrequest_change", args=[approval.pk])
         )
+
+
+# --- Approval policies ----------------------------------------------------------------------
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(AuditHistoryMixin, admin.ModelAdmin):
+    """Policies are edited here; every save and delete goes through ``services`` and is audited.
+
+    A change applies to requests made from then on: open requests keep the rules they copied.
+    """
+
+    change_form_template = "admin/claims/approvalpolicy/change_form.html"
+    list_display = ["name", "kind", "story_pattern", "quorum", "deadline", "default_outcome"]
+    list_filter = ["kind", "default_outcome"]
+    search_fields = ["name", "story_pattern"]
+    filter_horizontal = ["approver_groups"]
+    fieldsets = [
+        (None, {"fields": ["name", ("kind", "story_pattern")]}),
+        (
+            "Who decides",
+            {
+                "fields": [
+                    ("quorum", "deny_needs_quorum"),
+                    "approver_groups",
+                    "requester_may_approve",
+                ]
+            },
+        ),
+        (
+            "Deadline",
+            {"fields": [("deadline_minutes", "default_outcome", "low_risk"), "reminder_fractions"]},
+        ),
+        (
+            "Escalation",
+            {
+                "fields": [
+                    "escalate_after_minutes",
+                    ("escalation_group", "escalation_chat_id"),
+                    "widen_on_escalation",
+                ]
+            },
+        ),
+    ]
+
+    @admin.display(description="Deadline")
+    def deadline(self, policy):
+        return f"{policy.deadline_minutes} min" if policy.deadline_minutes else "APPROVAL_EXPIRY"
+
+    def save_model(self, request, obj, form, change):
+        services.save_policy(
+            obj,
+            approver_groups=form.cleaned_data["approver_groups"],
+            actor=admin_actor(request),
+            changed=form.changed_data,
+        )
+
+    def save_related(self, request, form, formsets, change):
+        """The groups were saved with the policy, in ``services.save_policy``."""
+
+    def delete_model(self, request, obj):
+        services.delete_policy(obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for policy in queryset:
+            services.delete_policy(policy, actor=admin_actor(request))

@@ -19,7 +19,8 @@ from django.db import transaction
 
 from backoffice.actors import Actor
 
-from .models import ApprovalRequest, Claim
+from .models import ApprovalRequest, Claim, Vote
+from .voting import Tally
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,41 @@ class ApprovalExpired(ApprovalEvent):
     """Nobody decided the request in time."""
 
     previous_status: str
+
+
+@dataclass(frozen=True)
+class VoteCounted(ApprovalEvent):
+    """An approver voted (or changed their vote) and the request still awaits its decision."""
+
+    vote: Vote
+    tally: Tally
+
+
+@dataclass(frozen=True)
+class ApprovalDefaulted(ApprovalEvent):
+    """Nobody decided by the deadline and the policy's default outcome approved or denied the
+    request: a decision by the rules, never by a person."""
+
+    decision: str
+    previous_status: str
+
+
+@dataclass(frozen=True)
+class ReminderDue(ApprovalEvent):
+    """The request is still undecided at its policy's ``number``-th reminder time."""
+
+    number: int
+    tally: Tally
+
+
+@dataclass(frozen=True)
+class ApprovalEscalated(ApprovalEvent):
+    """The request is still undecided at its policy's escalation time."""
+
+    group_id: int | None
+    chat_id: int | None
+    widened: bool
+    tally: Tally
 
 
 @dataclass(frozen=True)

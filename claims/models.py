@@ -1,8 +1,11 @@
 import hmac
 import uuid
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -152,6 +155,128 @@ class ClaimWaiter(models.Model):
         return ((now or timezone.now()) - self.joined_at).total_seconds()
 
 
+class Kind(models.TextChoices):
+    """What an approval request asks about."""
+
+    CLAIM = "claim", "Claim"
+    COMMAND = "command", "Command"
+    MANIFEST = "manifest", "Release manifest"
+
+
+class ApprovalPolicy(models.Model):
+    """The rules a request is decided by: who votes, how many, and what happens if nobody does.
+
+    A policy applies to requests of its kind (blank: any kind) whose story matches its pattern
+    (blank: any story); of the policies that apply, the most specific wins (see
+    ``claims.policies.policy_for``). The rules are copied onto each request when it is created,
+    so editing a policy never changes the requests already open.
+    """
+
+    class Outcome(models.TextChoices):
+        EXPIRE = "expire", "Expire"
+        DENY = "deny", "Deny"
+        APPROVE = "approve", "Approve if nobody objected (low-risk kinds only)"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, blank=True, help_text="Blank: requests of any kind."
+    )
+    story_pattern = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Shell-style pattern on the story, e.g. release-* (blank: any story).",
+    )
+    quorum = models.PositiveSmallIntegerField(
+        default=1, help_text="Approvals needed, each from a different eligible approver."
+    )
+    deny_needs_quorum = models.BooleanField(
+        default=False,
+        help_text="A denial also needs the quorum; otherwise any one deny ends the request.",
+    )
+    approver_groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="+",
+        help_text="Who may vote (blank: everyone who may decide approval requests).",
+    )
+    requester_may_approve = models.BooleanField(
+        default=False, help_text="Off: separation of duties, nobody votes on their own request."
+    )
+    deadline_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long a request may wait (blank: APPROVAL_EXPIRY)."
+    )
+    default_outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.EXPIRE
+    )
+    low_risk = models.BooleanField(
+        default=False,
+        help_text="This kind is low-risk: needed for approve-if-no-objection at the deadline.",
+    )
+    reminder_fractions = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Remind the approver chat at these fractions of the deadline, e.g. 0.5, 0.9.",
+    )
+    escalate_after_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Escalate a request still undecided after this long."
+    )
+    escalation_group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    escalation_chat_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Telegram chat told about an escalation."
+    )
+    widen_on_escalation = models.BooleanField(
+        default=False, help_text="Once escalated, the escalation group may vote too."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "approval policies"
+        ordering = ["kind", "story_pattern", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "story_pattern"], name="one_policy_per_kind_and_story_pattern"
+            ),
+            models.CheckConstraint(condition=models.Q(quorum__gte=1), name="quorum_at_least_one"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def matches(self, kind: str, story: str) -> bool:
+        if self.kind and self.kind != kind:
+            return False
+        return not self.story_pattern or fnmatchcase(story, self.story_pattern)
+
+    def reminders(self) -> list[float]:
+        """The reminder fractions as numbers; raises ``ValueError`` for anything else."""
+        parts = [part.strip() for part in self.reminder_fractions.split(",") if part.strip()]
+        return sorted({float(part) for part in parts})
+
+    def clean(self):
+        errors = {}
+        try:
+            if any(not 0 < fraction < 1 for fraction in self.reminders()):
+                errors["reminder_fractions"] = "Each fraction must be between 0 and 1."
+        except ValueError:
+            errors["reminder_fractions"] = "Give numbers separated by commas, e.g. 0.5, 0.9."
+        if self.default_outcome == self.Outcome.APPROVE and not (self.kind and self.low_risk):
+            errors["default_outcome"] = (
+                "Approve-if-no-objection is only for a kind this policy marks low-risk."
+            )
+        if self.widen_on_escalation and self.escalation_group_id is None:
+            errors["escalation_group"] = "Widening needs an escalation group."
+        escalates_somewhere = self.escalation_group_id or self.escalation_chat_id
+        if escalates_somewhere and not self.escalate_after_minutes:
+            errors["escalate_after_minutes"] = "Say after how long to escalate."
+        if self.quorum is not None and self.quorum < 1:
+            errors["quorum"] = "At least one approval is needed."
+        if errors:
+            raise ValidationError(errors)
+
+
 class Decision(models.TextChoices):
     """What an approver may decide about a request; the label is what the request then is."""
 
@@ -164,10 +289,7 @@ class Decision(models.TextChoices):
 class ApprovalRequest(models.Model):
     """A question to a human: may this claim, command or release manifest go ahead?"""
 
-    class Kind(models.TextChoices):
-        CLAIM = "claim", "Claim"
-        COMMAND = "command", "Command"
-        MANIFEST = "manifest", "Release manifest"
+    Kind = Kind
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -186,6 +308,7 @@ class ApprovalRequest(models.Model):
         API = "api", "API"
         CLI = "cli", "CLI"
         TELEGRAM = "telegram", "Telegram"
+        DEFAULT = "default", "Default outcome of the policy"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -225,6 +348,16 @@ class ApprovalRequest(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    policy = models.ForeignKey(
+        ApprovalPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rules = models.JSONField(
+        default=dict, blank=True, help_text="The policy's rules, copied when the request was made."
+    )
+    next_reminder_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    escalate_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -245,3 +378,28 @@ class ApprovalRequest(models.Model):
     @property
     def requester(self) -> str:
         return labelled(self.requested_by, self.agent_id)
+
+
+class Vote(models.Model):
+    """One approver's approve or deny on one request; changeable until the request is decided."""
+
+    class Choice(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        DENY = "deny", "Deny"
+
+    approval = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="votes")
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    source = models.CharField(max_length=16, choices=ApprovalRequest.DecisionSource.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "voter"], name="one_vote_per_approver"),
+        ]
+
+    def __str__(self):
+        return f"{self.voter} votes {self.choice} on {self.approval.short_id}"

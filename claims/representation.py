@@ -14,7 +14,9 @@ from django.utils import timezone
 from backoffice.timestamps import iso_utc
 
 from .models import ApprovalRequest, Claim
+from .policies import Rules
 from .selectors import waiting_line
+from .voting import tally
 
 
 def claim_data(claim: Claim, now: datetime | None = None) -> dict[str, Any]:
@@ -48,7 +50,8 @@ def claim_data(claim: Claim, now: datetime | None = None) -> dict[str, Any]:
 
 
 def approval_data(approval: ApprovalRequest) -> dict[str, Any]:
-    """A request and, once there is one, its decision."""
+    """A request, its policy and votes with their count, and, once there is one, its decision."""
+    votes = list(approval.votes.all())
     return {
         "id": str(approval.pk),
         "kind": approval.kind,
@@ -68,6 +71,19 @@ def approval_data(approval: ApprovalRequest) -> dict[str, Any]:
         "archived_at": iso_utc(approval.archived_at),
         "created_at": iso_utc(approval.created_at),
         "updated_at": iso_utc(approval.updated_at),
+        "policy": Rules.from_request(approval).policy,
+        "votes": [
+            {
+                "voter": _username(vote.voter),
+                "choice": vote.choice,
+                "source": vote.source,
+                "note": vote.note,
+                "created_at": iso_utc(vote.created_at),
+                "updated_at": iso_utc(vote.updated_at),
+            }
+            for vote in votes
+        ],
+        "tally": tally(approval, votes).as_dict(),
     }
 
 

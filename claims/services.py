@@ -7,12 +7,13 @@ functions and nothing else, so a rule lives in exactly one place.
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,10 +23,10 @@ from backoffice.errors import DomainError, InvalidInput, InvalidTransition, NotP
 from backoffice.limits import max_length
 from backoffice.timestamps import iso_utc
 
-from . import events
+from . import events, policies, voting
 from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
-from .models import ApprovalRequest, Claim, ClaimWaiter, Decision
+from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote
 from .representation import approval_data, claim_data
 from .selectors import find_claim, get_approval, get_claim, overdue_approvals
 
@@ -66,10 +67,11 @@ class Released(NamedTuple):
 
 
 class Decided(NamedTuple):
-    """The request after a decision, and whether this call changed it."""
+    """The request after a decision or a vote, whether this call changed it, and the votes."""
 
     approval: ApprovalRequest
     changed: bool
+    tally: voting.Tally | None = None
 
 
 # --- Claims ---------------------------------------------------------------------------------
@@ -542,9 +544,11 @@ def request_approval(
     claim_id: object = None,
     payload: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """Ask the approvers a question as ``actor.user``; it expires after ``APPROVAL_EXPIRY``.
+    """Ask the approvers a question as ``actor.user``, under the policy that applies to it.
 
-    ``agent_id`` is a label for the agent asking on the user's behalf.
+    ``agent_id`` is a label for the agent asking on the user's behalf. The policy's rules are
+    copied onto the request; it expires after the policy's deadline (``APPROVAL_EXPIRY`` under
+    the default policy).
     """
     fields: dict[str, str] = {}
     if kind not in ApprovalRequest.Kind.values:
@@ -559,6 +563,8 @@ def request_approval(
     if fields or user is None:
         raise InvalidInput(fields)
     linked_claim = None if claim_id is None else get_claim(claim_id)
+    policy = policies.policy_for(kind, policies.story_of(linked_claim, payload))
+    rules = policies.Rules.of(policy)
     approval = ApprovalRequest.objects.create(
         kind=kind,
         text=text,
@@ -567,7 +573,9 @@ def request_approval(
         agent_id=agent_id,
         requested_by_user=user,
         claim=linked_claim,
-        expires_at=timezone.now() + timedelta(seconds=settings.APPROVAL_EXPIRY),
+        policy=policy,
+        rules=rules.as_dict(),
+        **rules.timetable(timezone.now()),
     )
     record("approval.requested", actor=actor, obj=approval, details=_approval_details(approval))
     events.publish(events.ApprovalRequested(actor, approval))
@@ -585,11 +593,13 @@ DECISIONS = {
 
 @transaction.atomic
 def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: str = "") -> Decided:
-    """Approve, deny, postpone or reopen a request.
+    """Vote to approve or deny a request, or postpone or reopen it.
 
-    Deciding the same way twice changes nothing and writes no second event; a different decision
-    on a request already decided raises ``InvalidTransition``. The row is locked, so of two
-    concurrent decisions exactly one wins.
+    Approve and deny are votes, one per approver, changeable until the request is decided; the
+    vote that meets the policy's quorum (or a veto) decides the request in the same transaction.
+    Voting the same way twice changes nothing and writes no second event; any decision on a
+    request already decided another way raises ``InvalidTransition``. The row is locked, so of
+    two concurrent last votes exactly one decides.
     """
     if decision not in Decision.values:
         raise InvalidInput({"decision": f"must be one of {', '.join(Decision.values)}"})
@@ -601,7 +611,7 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
     if approval.status == target:
-        return Decided(approval, False)
+        return Decided(approval, False, voting.tally(approval, waiting=False))
     if approval.status not in allowed_from:
         raise InvalidTransition(
             f"Request {approval.short_id} is {approval.status}; it cannot be {target} now.",
@@ -613,16 +623,51 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
             f"Request {approval.short_id} expired at {iso_utc(approval.expires_at)}.",
             status=approval.status,
         )
-    if (
-        decision in (Decision.APPROVE, Decision.DENY)
-        and settings.APPROVAL_FORBID_SELF_APPROVAL
-        and actor.user is not None
-        and approval.requested_by_user_id == actor.user.pk
-    ):
-        raise NotPermitted("You may not decide a request you made yourself.")
+    refusal = policies.refusal(approval, actor.user)
+    if refusal:
+        raise NotPermitted(refusal)
+    if decision in Vote.Choice.values:
+        return _vote(approval, decision, actor=actor, note=note)
+    return Decided(_settle(approval, decision, actor=actor, note=note, now=now), True)
+
+
+def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) -> Decided:
+    """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes."""
+    vote, created = Vote.objects.get_or_create(
+        approval=approval,
+        voter=actor.authenticated_user,
+        defaults={"choice": choice, "source": actor.source, "note": note},
+    )
+    if not created and vote.choice == choice:
+        return Decided(approval, False, voting.tally(approval))
+    previous_choice = "" if created else vote.choice
+    if not created:
+        vote.choice, vote.source, vote.note = choice, actor.source, note
+        vote.save(update_fields=["choice", "source", "note", "updated_at"])
+    counted = voting.tally(approval, waiting=False)
+    if counted.outcome:
+        decision = Decision(counted.outcome)
+        settled = _settle(approval, decision, actor=actor, note=note, now=timezone.now())
+        return Decided(settled, True, counted)
+    counted = voting.tally(approval)
+    approval.save(update_fields=["updated_at"])
+    record(
+        "approval.voted",
+        actor=actor,
+        obj=approval,
+        details=_approval_details(approval, choice=choice, previous_choice=previous_choice),
+    )
+    events.publish(events.VoteCounted(actor, approval, vote, counted))
+    return Decided(approval, True, counted)
+
+
+def _settle(
+    approval: ApprovalRequest, decision: Decision, *, actor: Actor, note: str, now: datetime
+) -> ApprovalRequest:
+    """Move ``approval`` to the status ``decision`` leads to, audited and announced."""
     previous = approval.status
+    approval.status = DECISIONS[decision][0]
     reopened = decision == Decision.REOPEN
-    approval.status = target
     approval.decided_by = None if reopened else actor.authenticated_user
     approval.decided_at = None if reopened else now
     approval.decision_source = "" if reopened else actor.source
@@ -644,7 +689,7 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
         details=_approval_details(approval, previous_status=previous),
     )
     events.publish(events.ApprovalDecided(actor, approval, decision, previous))
-    return Decided(approval, True)
+    return approval
 
 
 @transaction.atomic
@@ -702,13 +747,14 @@ def archive(approval_id: uuid.UUID | str, *, actor: Actor) -> Decided:
 
 
 def expire_overdue(*, actor: Actor, now: datetime | None = None) -> list[ApprovalRequest]:
-    """Move every pending or postponed request past its ``expires_at`` to expired.
+    """Apply the policy's default outcome to every undecided request past its deadline.
 
-    Each request is its own transaction, so one failure does not hold back the rest; returns the
-    requests that were expired.
+    Expire (the default policy), deny, or approve when nobody objected on a low-risk kind: a
+    default decision is audited as such, by the system, never as a person's. Each request is its
+    own transaction, so one failure does not hold back the rest; returns the requests settled.
     """
     now = now or timezone.now()
-    expired = []
+    settled = []
     for approval_id in overdue_approvals(now).values_list("id", flat=True):
         with transaction.atomic():
             approval = (
@@ -722,15 +768,108 @@ def expire_overdue(*, actor: Actor, now: datetime | None = None) -> list[Approva
             )
             if approval is None:
                 continue
-            previous = approval.status
-            approval.status = Status.EXPIRED
-            approval.save(update_fields=["status", "updated_at"])
-            record(
-                "approval.expired",
-                actor=actor,
-                obj=approval,
-                details=_approval_details(approval, previous_status=previous),
-            )
-            events.publish(events.ApprovalExpired(actor, approval, previous))
-            expired.append(approval)
-    return expired
+            _default_outcome(approval, actor=actor, now=now)
+            settled.append(approval)
+    return settled
+
+
+DEFAULT_DECISIONS = {
+    ApprovalPolicy.Outcome.EXPIRE: (Status.EXPIRED, "approval.expired"),
+    ApprovalPolicy.Outcome.DENY: (Status.DENIED, "approval.denied_by_default"),
+    ApprovalPolicy.Outcome.APPROVE: (Status.APPROVED, "approval.approved_by_default"),
+}
+
+
+def _default_outcome(approval: ApprovalRequest, *, actor: Actor, now: datetime) -> None:
+    rules = policies.Rules.from_request(approval)
+    outcome = ApprovalPolicy.Outcome(rules.default_outcome)
+    denied = approval.votes.filter(choice=Vote.Choice.DENY).exists()
+    objected = denied or approval.status != Status.PENDING
+    if outcome == ApprovalPolicy.Outcome.APPROVE and (objected or not rules.low_risk):
+        # A deny vote or a postponement is an objection: the safe default applies instead.
+        outcome = ApprovalPolicy.Outcome.EXPIRE
+    previous = approval.status
+    approval.status, action = DEFAULT_DECISIONS[outcome]
+    if outcome != ApprovalPolicy.Outcome.EXPIRE:
+        approval.decided_by = None
+        approval.decided_at = now
+        approval.decision_source = ApprovalRequest.DecisionSource.DEFAULT
+        approval.decision_note = (
+            f"Nobody decided by the deadline: default outcome of the policy "
+            f"{rules.policy or '(built-in default)'}."
+        )
+    approval.save()
+    record(
+        action,
+        actor=actor,
+        obj=approval,
+        details=_approval_details(
+            approval,
+            previous_status=previous,
+            default_decision=outcome != ApprovalPolicy.Outcome.EXPIRE,
+        ),
+    )
+    if outcome == ApprovalPolicy.Outcome.EXPIRE:
+        events.publish(events.ApprovalExpired(actor, approval, previous))
+    else:
+        events.publish(events.ApprovalDefaulted(actor, approval, outcome, previous))
+
+
+# --- Approval policies ----------------------------------------------------------------------
+
+
+def _policy_details(policy: ApprovalPolicy, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": policy.name,
+        "kind": policy.kind,
+        "story_pattern": policy.story_pattern,
+        "rules": policies.Rules.of(policy).as_dict(),
+        **extra,
+    }
+
+
+@transaction.atomic
+def save_policy(
+    policy: ApprovalPolicy,
+    *,
+    approver_groups: Iterable[Group],
+    actor: Actor,
+    changed: Iterable[str] = (),
+) -> ApprovalPolicy:
+    """Create or change a policy and audit it; requests already open keep the rules they copied."""
+    created = policy.pk is None
+    _require(
+        actor,
+        "claims.add_approvalpolicy" if created else "claims.change_approvalpolicy",
+        "manage approval policies",
+    )
+    try:
+        policy.full_clean()
+    except ValidationError as invalid:
+        fields = {name: " ".join(texts) for name, texts in invalid.message_dict.items()}
+        raise InvalidInput(fields) from None
+    policy.save()
+    policy.approver_groups.set(approver_groups)
+    record(
+        "policy.created" if created else "policy.changed",
+        actor=actor,
+        obj=policy,
+        details=_policy_details(policy, changed=sorted(changed)),
+    )
+    return policy
+
+
+@transaction.atomic
+def delete_policy(policy: ApprovalPolicy, *, actor: Actor) -> None:
+    """Remove a policy; the requests that copied its rules keep them."""
+    _require(actor, "claims.delete_approvalpolicy", "manage approval policies")
+    details = _policy_details(policy)
+    object_id = policy.pk
+    policy.delete()
+    record(
+        "policy.deleted",
+        actor=actor,
+        object_type="claims.approvalpolicy",
+        object_id=object_id,
+        details=details,
+    )

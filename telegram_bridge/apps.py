@@ -8,7 +8,7 @@ class TelegramBridgeConfig(AppConfig):
     def ready(self) -> None:
         from claims import events
 
-        from . import notifications
+        from . import follow_ups, notifications
 
         # The approver chat hears of every new request, and its message follows every change.
         events.subscribe(events.ApprovalRequested, notifications.approval_requested)
@@ -17,5 +17,10 @@ class TelegramBridgeConfig(AppConfig):
             events.ApprovalExpired,
             events.ApprovalExecuted,
             events.ApprovalArchived,
+            events.ApprovalDefaulted,
+            events.VoteCounted,
         ):
             events.subscribe(changed, notifications.approval_changed)
+        # The policy's reminders and escalations are new messages of their own.
+        events.subscribe(events.ReminderDue, follow_ups.remind)
+        events.subscribe(events.ApprovalEscalated, follow_ups.escalate)

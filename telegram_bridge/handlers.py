@@ -21,7 +21,8 @@ from audit.services import record
 from backoffice.actors import Actor, Source
 from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
-from claims.models import Decision
+from claims.models import ApprovalRequest, Decision
+from claims.voting import tally
 
 from . import outbox
 from .models import InboundUpdate, TelegramAccount
@@ -134,6 +135,9 @@ def _info(hex_id):
     ]
     if approval.claim is not None:
         lines.append(f"Claim {approval.claim.work_item}, held by {approval.claim.holder}")
+    counted = tally(approval)
+    if counted.quorum > 1:
+        lines.append(f"Votes: {counted.summary()}")
     return "\n".join(lines)
 
 
@@ -210,7 +214,9 @@ def _status(sender, chat_id):
     lines = [f"<b>Waiting for a decision</b> ({len(pending[:STATUS_LIST_LIMIT])} shown)"]
     for approval in pending[:STATUS_LIST_LIMIT]:
         excerpt = escape(Truncator(" ".join(approval.text.split())).chars(60), quote=False)
-        lines.append(f"<code>{approval.short_id}</code> {approval.kind}: {excerpt}")
+        counted = tally(approval, waiting=False)
+        votes = f" ({counted.counted})" if counted.quorum > 1 else ""
+        lines.append(f"<code>{approval.short_id}</code> {approval.kind}{votes}: {excerpt}")
     if len(pending) > STATUS_LIST_LIMIT:
         lines.append("…and more; see the admin for the full list.")
     return "\n".join(lines)
@@ -230,11 +236,20 @@ def _decide(sender, decision, hex_id, chat_id):
 
 
 def _decided(sender, decision, approval):
+    """Cast the sender's vote; the answer says what it did, with the count under a quorum."""
     result = services.decide(approval.pk, decision, actor=sender.actor)
-    done = Decision(decision).label
+    counted = result.tally or tally(result.approval)
+    if result.approval.status in ApprovalRequest.AWAITING_DECISION:
+        if not result.changed:
+            return f"You already voted to {decision}: {counted.summary()}."
+        return f"Your vote is counted: {counted.summary()}."
+    done = result.approval.get_status_display()
     if not result.changed:
-        return f"Request {approval.short_id} was already {done}."
-    return f"{done.capitalize()} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+        return f"Request {approval.short_id} was already {done.lower()}."
+    decided = f"{done} request {approval.short_id}: {Truncator(approval.text).chars(80)}"
+    if counted.quorum == 1:
+        return decided
+    return f"Your vote is counted: {counted.counted}. {decided}"
 
 
 def _refuse(sender, attempted, chat_id, *, what="decide approval requests", approval_id=""):

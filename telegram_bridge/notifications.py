@@ -15,6 +15,9 @@ once the outbox has sent it, so ``approval_changed`` looks at the outbox row of 
 - not sent yet (queued, failed, dead): rewrite the waiting message itself, so whoever sees it first
   sees the current state and no edit is needed;
 - being sent right now: look again a little later (``tasks.refresh_approval_message``).
+
+Under a policy with a quorum the message also shows the votes ("1 of 2 approvals, waiting for
+…"), on its text and its buttons, and a vote that does not decide yet edits it too.
 """
 
 from datetime import datetime, timedelta
@@ -30,6 +33,8 @@ from django_q.tasks import schedule
 
 from claims import events
 from claims.models import ApprovalRequest
+from claims.policies import Rules
+from claims.voting import Tally, tally
 
 from . import outbox
 from .models import OutboundMessage
@@ -110,24 +115,36 @@ def refresh_approval_message(approval_id: str) -> None:
             show_current_state(approval)
 
 
-def render(approval: ApprovalRequest) -> dict[str, Any]:
-    """The text (HTML) and the buttons of the message about ``approval`` in its current state."""
-    lines = [
+def render(
+    approval: ApprovalRequest, *, lead: str = "", counted: Tally | None = None
+) -> dict[str, Any]:
+    """The text (HTML) and the buttons of the message about ``approval`` in its current state.
+
+    ``lead`` is a first line (a reminder, an escalation); ``counted`` the votes, when the caller
+    has counted them already.
+    """
+    # Who is still to vote is only shown under a quorum; a single vote decides otherwise.
+    counted = counted or tally(approval, waiting=Rules.from_request(approval).quorum > 1)
+    lines = [lead, ""] if lead else []
+    lines += [
         f"<b>Approval request</b> · {escape(approval.get_kind_display())}",
         "",
         escape(Truncator(approval.text).chars(TEXT_LIMIT), quote=False),
         "",
         f"Requested by {escape(approval.requester, quote=False)}",
-        f"Id <code>{approval.short_id}</code> · expires {_when(approval.expires_at)}",
+        f"Id <code>{approval.short_id}</code> · expires {when(approval.expires_at)}",
     ]
     if approval.claim is not None:
         lines.append(f"Claim: {escape(approval.claim.work_item, quote=False)}")
+    awaiting = approval.status in ApprovalRequest.AWAITING_DECISION
+    if awaiting and counted.quorum > 1:
+        lines.append(f"Votes: {escape(counted.summary(), quote=False)}")
     state = state_line(approval)
     if state:
         lines += ["", state]
     message: dict[str, Any] = {"text": "\n".join(lines), "parse_mode": "HTML"}
-    if approval.status in ApprovalRequest.AWAITING_DECISION:
-        message["reply_markup"] = keyboard(approval)
+    if awaiting:
+        message["reply_markup"] = keyboard(approval, counted)
     return message
 
 
@@ -137,30 +154,38 @@ def state_line(approval: ApprovalRequest) -> str:
     if line is None:
         return ""
     if approval.status == Status.EXPIRED:
-        return f"{line} at {_when(approval.expires_at)}"
+        return f"{line} at {when(approval.expires_at)}"
     if approval.status == Status.EXECUTED:
-        return f"{line} at {_when(approval.executed_at)}"
+        return f"{line} at {when(approval.executed_at)}"
     if approval.status == Status.ARCHIVED:
-        return f"{line} at {_when(approval.archived_at)}"
+        return f"{line} at {when(approval.archived_at)}"
+    if approval.decision_source == ApprovalRequest.DecisionSource.DEFAULT:
+        return f"{line} by default: nobody decided by {when(approval.decided_at)}"
     if approval.decided_by is not None:
         who = escape(approval.decided_by.get_username(), quote=False)
         source = f" ({approval.decision_source})" if approval.decision_source else ""
-        line = f"{line} by {who}{source} at {_when(approval.decided_at)}"
+        line = f"{line} by {who}{source} at {when(approval.decided_at)}"
     return line
 
 
-def keyboard(approval: ApprovalRequest) -> dict[str, Any]:
+def keyboard(approval: ApprovalRequest, counted: Tally) -> dict[str, Any]:
+    """Approve / Deny / Info; under a quorum the buttons show how many voted each way."""
     hex_id = approval.pk.hex
+    approve, deny = "✅ Approve", "❌ Deny"
+    if counted.quorum > 1:
+        approve += f" {counted.approvals}/{counted.quorum}"
+        if counted.deny_needs_quorum:
+            deny += f" {counted.denials}/{counted.quorum}"
     return {
         "inline_keyboard": [
             [
-                {"text": "✅ Approve", "callback_data": f"approve:{hex_id}"},
-                {"text": "❌ Deny", "callback_data": f"deny:{hex_id}"},
+                {"text": approve, "callback_data": f"approve:{hex_id}"},
+                {"text": deny, "callback_data": f"deny:{hex_id}"},
                 {"text": "🔍 Info", "callback_data": f"info:{hex_id}"},
             ]
         ]
     }
 
 
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
     return f"{timezone.localtime(moment):%Y-%m-%d %H:%M} {settings.TIME_ZONE}" if moment else "—"

@@ -94,3 +94,37 @@ def test_redis(settings):
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def make_policy(db):
+    """An approval policy; ``approver_groups`` is a list of groups, everything else a field."""
+
+    def make(approver_groups=(), **fields):
+        fields.setdefault("name", f"policy-{fields.get('kind', '')}-{fields.get('story_pattern')}")
+        policy = baker.make("claims.ApprovalPolicy", **fields)
+        policy.approver_groups.set(approver_groups)
+        return policy
+
+    return make
+
+
+@pytest.fixture
+def release_managers(db):
+    """A group of three approvers (alice, bob, carol) that may decide approval requests."""
+    group = Group.objects.create(name="Release managers")
+    approvers = Group.objects.get(name="Approvers")
+    for username in ("alice", "bob", "carol"):
+        user = baker.make("auth.User", username=username, is_staff=True, is_active=True)
+        user.groups.add(group, approvers)
+    return group
+
+
+@pytest.fixture
+def manager_actor(release_managers):
+    """``manager_actor("bob")``: the admin actor of one of the release managers."""
+
+    def actor(username, source=Source.ADMIN):
+        return Actor(source=source, user=release_managers.user_set.get(username=username))
+
+    return actor

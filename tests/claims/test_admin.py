@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.errors import Frozen
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalPolicy, ApprovalRequest, Claim
 
 pytestmark = pytest.mark.django_db
 
@@ -406,3 +406,119 @@ def test_approval_requests_are_not_added_edited_or_deleted_by_hand(admin_client,
         Status.PENDING,
         "Restart the queue workers on worker-03",
     )
+
+
+# --- Approval policies and votes --------------------------------------------------------------
+
+POLICIES_URL = reverse("admin:claims_approvalpolicy_changelist")
+
+
+def policy_form(**changes):
+    form = {
+        "name": "Production releases",
+        "kind": "manifest",
+        "story_pattern": "release-*",
+        "quorum": "2",
+        "requester_may_approve": "",
+        "deadline_minutes": "240",
+        "default_outcome": "expire",
+        "reminder_fractions": "0.5",
+        "escalate_after_minutes": "",
+        "escalation_chat_id": "",
+    }
+    return {**form, **changes}
+
+
+def test_policies_are_added_changed_and_deleted_in_the_admin_with_audit(admin_client, admin_user):
+    added = admin_client.post(reverse("admin:claims_approvalpolicy_add"), policy_form())
+    assert added.status_code == 302, added.content.decode()[:2000]
+    policy = ApprovalPolicy.objects.get(name="Production releases")
+
+    changed = admin_client.post(
+        reverse("admin:claims_approvalpolicy_change", args=[policy.pk]), policy_form(quorum="3")
+    )
+    assert changed.status_code == 302
+    page = admin_client.get(reverse("admin:claims_approvalpolicy_change", args=[policy.pk]))
+    deleted = admin_client.post(
+        reverse("admin:claims_approvalpolicy_delete", args=[policy.pk]), {"post": "yes"}
+    )
+    assert deleted.status_code == 302
+
+    events = AuditEvent.objects.filter(object_type="claims.approvalpolicy").order_by("id")
+    assert [(e.action, e.actor, e.source) for e in events] == [
+        ("policy.created", admin_user, "admin"),
+        ("policy.changed", admin_user, "admin"),
+        ("policy.deleted", admin_user, "admin"),
+    ]
+    assert events[1].details["changed"] == ["quorum"]
+    assert "changed: quorum" in page.content.decode()
+    assert not ApprovalPolicy.objects.filter(name="Production releases").exists()
+
+
+def test_an_inconsistent_policy_is_a_form_error_not_a_crash(admin_client):
+    response = admin_client.post(
+        reverse("admin:claims_approvalpolicy_add"), policy_form(default_outcome="approve")
+    )
+
+    assert response.status_code == 200
+    assert "only for a kind this policy marks low-risk" in response.content.decode()
+    assert not ApprovalPolicy.objects.filter(name="Production releases").exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_change_page_votes_under_a_quorum_and_lists_the_votes(
+    client, make_policy, release_managers, agent_actor
+):
+    make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
+    client.force_login(release_managers.user_set.get(username="alice"))
+
+    before = client.get(change_url(approval)).content.decode()
+    response = client.post(step_url(approval), {"step": "approve"}, follow=True)
+
+    assert "Vote to approve" in before
+    assert "0 of 2 approvals, waiting for alice, bob, carol" in before
+    assert texts(response) == [
+        f"1 vote counted: {approval.short_id} 1 of 2 approvals, waiting for bob, carol"
+    ]
+    page = response.content.decode()
+    assert "approval.voted" in page
+    assert 'id="votes-group"' in page and ">alice<" in page
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_the_request_list_shows_votes_and_time_to_decision(
+    approver_client, approver_actor, make_approval
+):
+    now = timezone.now()
+    for minutes in (10, 20, 30):
+        approval = make_approval()
+        services.decide(approval.pk, "approve", actor=approver_actor)
+        ApprovalRequest.objects.filter(pk=approval.pk).update(
+            created_at=now - timedelta(minutes=minutes)
+        )
+    old = make_approval(kind=ApprovalRequest.Kind.MANIFEST)
+    services.decide(old.pk, "deny", actor=approver_actor)
+    ApprovalRequest.objects.filter(pk=old.pk).update(
+        created_at=now - timedelta(days=20, hours=2), decided_at=now - timedelta(days=20)
+    )
+
+    page = approver_client.get(APPROVALS_URL).content.decode()
+
+    assert 'id="decision_times"' in page
+    assert "<td>last 7 days</td><td>Command</td><td>3</td><td>0:20:00</td><td>0:28:00</td>" in page
+    assert "<td>last 30 days</td><td>Release manifest</td><td>1</td><td>2:00:00</td>" in page
+    assert "1 of 1 approval" in page
+
+
+def test_no_vote_buttons_for_an_approver_the_policy_does_not_allow(
+    approver_client, make_policy, release_managers, agent_actor
+):
+    make_policy(kind="manifest", quorum=2, approver_groups=[release_managers])
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
+
+    page = approver_client.get(change_url(approval)).content.decode()
+
+    assert 'id="approvalrequest_steps"' not in page
+    assert "0 of 2 approvals, waiting for alice, bob, carol" in page

@@ -13,6 +13,7 @@ from django.contrib.auth import authenticate
 from django.db import connection
 
 from audit.models import AuditEvent
+from claims import services
 from claims.models import ApprovalRequest, Claim
 
 # Data must be committed for the subprocess to see it.
@@ -334,3 +335,24 @@ def test_demo_data_reset_asks_and_refuses_without_an_answer():
     assert reset.code == 0, reset.stderr
     assert reset.json["approvals"]["created"] == len(ids)
     assert not ids & set(ApprovalRequest.objects.values_list("id", flat=True))
+
+
+def test_approve_from_the_command_line_is_a_vote_under_the_policy(
+    make_policy, release_managers, agent_actor
+):
+    make_policy(name="Releases", kind="manifest", quorum=2, approver_groups=[release_managers])
+    approval = services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
+
+    first = manage("approvals", "approve", approval.short_id, "--user", "alice")
+    listed = manage("approvals", "list", "--status", "pending")
+    second = manage("approvals", "approve", approval.short_id, "--user", "bob")
+
+    assert first.code == 0, first.stderr
+    assert (first.json["status"], first.json["policy"]) == ("pending", "Releases")
+    assert first.json["tally"]["summary"] == "1 of 2 approvals, waiting for bob, carol"
+    assert [(v["voter"], v["choice"], v["source"]) for v in first.json["votes"]] == [
+        ("alice", "approve", "cli")
+    ]
+    assert "[1 of 2 approvals, waiting for bob, carol]" in listed.stdout
+    assert (second.json["status"], second.json["decided_by"]) == ("approved", "bob")
+    assert second.json["tally"]["summary"] == "2 of 2 approvals"

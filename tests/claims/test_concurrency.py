@@ -99,3 +99,41 @@ def test_concurrent_identical_approvals_write_one_event(make_approval, approver_
         AuditEvent.objects.filter(object_id=str(approval.pk), action="approval.approved").count()
         == 1
     )
+
+
+@pytest.fixture
+def quorum_of_two(make_policy, release_managers, agent_actor):
+    make_policy(name="Two approvers", kind="manifest", quorum=2, approver_groups=[release_managers])
+    return services.request_approval(kind="manifest", text="Release 2.4", actor=agent_actor)
+
+
+def test_two_approvers_pressing_at_once_give_one_decision(quorum_of_two, manager_actor):
+    results = run_together(
+        lambda: services.decide(quorum_of_two.pk, "approve", actor=manager_actor("alice")),
+        lambda: services.decide(quorum_of_two.pk, "approve", actor=manager_actor("bob")),
+    )
+
+    assert all(isinstance(r, services.Decided) and r.changed for r in results), results
+    assert sorted(r.approval.status for r in results) == ["approved", "pending"]
+    quorum_of_two.refresh_from_db()
+    assert quorum_of_two.status == "approved"
+    assert quorum_of_two.votes.count() == 2
+    actions = AuditEvent.objects.filter(object_id=str(quorum_of_two.pk)).values_list(
+        "action", flat=True
+    )
+    assert sorted(actions) == ["approval.approved", "approval.requested", "approval.voted"]
+
+
+def test_two_of_three_with_a_concurrent_last_vote_decide_once(quorum_of_two, manager_actor):
+    services.decide(quorum_of_two.pk, "approve", actor=manager_actor("alice"))
+
+    results = run_together(
+        lambda: services.decide(quorum_of_two.pk, "approve", actor=manager_actor("bob")),
+        lambda: services.decide(quorum_of_two.pk, "approve", actor=manager_actor("carol")),
+    )
+
+    assert sorted(r.changed for r in results) == [False, True], results
+    quorum_of_two.refresh_from_db()
+    assert quorum_of_two.status == "approved"
+    assert quorum_of_two.votes.count() == 2
+    assert AuditEvent.objects.filter(action="approval.approved").count() == 1

@@ -6,6 +6,12 @@ from backoffice.errors import DomainError, InvalidInput
 from claims import selectors, services
 from claims.cli import add_user_argument, approval_as_dict
 from claims.models import ApprovalRequest, Decision
+from claims.voting import tally
+
+VOTES: dict[str, str] = {
+    Decision.APPROVE: "Vote to approve a request (it is approved once its policy's quorum is met).",
+    Decision.DENY: "Vote to deny a request (one deny denies it, unless its policy needs a quorum).",
+}
 
 
 class Command(JsonCommand):
@@ -21,7 +27,8 @@ class Command(JsonCommand):
         listing.add_argument("--json", action="store_true", help="One JSON array on stdout.")
 
         for decision in Decision.values:
-            deciding = actions.add_parser(decision, help=f"{decision.capitalize()} a request.")
+            what = VOTES.get(decision, f"{decision.capitalize()} a request.")
+            deciding = actions.add_parser(decision, help=what)
             deciding.add_argument("id", help="The request id or at least 6 hex digits of it.")
             deciding.add_argument("--user", required=True, help="The approver's username.")
             deciding.add_argument("--note", default="", help="Why, for the audit trail.")
@@ -74,10 +81,12 @@ class Command(JsonCommand):
             self.write_json([approval_as_dict(approval) for approval in approvals])
             return
         for approval in approvals:
+            waiting = approval.status in ApprovalRequest.AWAITING_DECISION
             self.stdout.write(
                 f"{approval.short_id}  {approval.status:<9}  {approval.kind:<8}  "
                 f"{approval.created_at:%Y-%m-%d %H:%M}  {approval.requester}: "
                 f"{' '.join(approval.text.split())[:80]}"
+                + (f"  [{tally(approval).summary()}]" if waiting else "")
             )
 
     def request_approval(self, options):

@@ -4,8 +4,9 @@ from claims import services
 
 class Command(JsonCommand):
     help = (
-        "Move pending and postponed requests past their expiry to expired, each audited. "
-        "Prints the count and the expired ids as JSON."
+        "Apply their policy's default outcome (expire, deny, or approve if nobody objected) to "
+        "pending and postponed requests past their deadline, each audited. Prints the count and "
+        "the ids as JSON."
     )
 
     def handle(self, *args, **options):
