@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django_q",
     "audit",
     "claims",
+    "automation",
     "telegram_bridge",
     "api",
     "backoffice",
@@ -146,8 +147,17 @@ CLI_SERVICE_USER = env.str("CLI_SERVICE_USER", default="")
 
 # --- Task queue (django-q2) -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Jobs of the automation runner go to a queue of their own, "<name>-jobs", served only by a cluster
+# started as Q_CLUSTER_NAME=<name>-jobs manage.py qcluster (django-q2's ALT_CLUSTERS): the site
+# name, which signs the queued tasks, stays <name> in both clusters.
+JOBS_QUEUE_SUFFIX = "-jobs"
+Q_SITE_NAME = env.str("Q_CLUSTER_NAME", default="claimdesk").removesuffix(JOBS_QUEUE_SUFFIX)
+AUTOMATION_QUEUE = Q_SITE_NAME + JOBS_QUEUE_SUFFIX
+# Steps are bounded by their own timeouts; the runner cluster only cuts a job after 12 hours (the
+# sweep then resumes it). A task it loses is found again by the sweep; a second copy is harmless.
+AUTOMATION_MAX_CONCURRENT_JOBS = env.int("AUTOMATION_MAX_CONCURRENT_JOBS", default=2)
 Q_CLUSTER = {
-    "name": env.str("Q_CLUSTER_NAME", default="claimdesk"),
+    "name": Q_SITE_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 120,
     "retry": 180,
@@ -156,11 +166,39 @@ Q_CLUSTER = {
     "ack_failures": True,
     "poll": 0.2,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        AUTOMATION_QUEUE: {
+            "workers": AUTOMATION_MAX_CONCURRENT_JOBS,
+            "timeout": 12 * 3600,
+            "retry": 13 * 3600,
+        },
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# --- Automation runner (automation/) --------------------------------------------------------
+# Steps really run only when this is on AND the job was submitted live; otherwise a dry run.
+AUTOMATION_ALLOW_EXECUTION = env.bool("AUTOMATION_ALLOW_EXECUTION", default=False)
+# Executables a step may start, by name (looked up on AUTOMATION_PATH) or by absolute path.
+AUTOMATION_COMMAND_ALLOWLIST = env.list(
+    "AUTOMATION_COMMAND_ALLOWLIST", default=["echo", "printf", "true", "false", "date", "uname"]
+)
+# The PATH of every step (names on the allowlist are looked up here), never the worker's own.
+AUTOMATION_PATH = env.str("AUTOMATION_PATH", default="/usr/local/bin:/usr/bin:/bin")
+# Bytes of stdout and of stderr kept per step; the rest is cut and marked.
+AUTOMATION_OUTPUT_LIMIT = env.int("AUTOMATION_OUTPUT_LIMIT", default=65536)
+# Each job runs in a temporary directory of its own under this one.
+AUTOMATION_WORK_ROOT = Path(env.str("AUTOMATION_WORK_ROOT", default=str(VAR_DIR / "jobs")))
+# The lease a job holds on its work item: its length; it is refreshed at a third of it.
+AUTOMATION_LEASE_TTL = env.int("AUTOMATION_LEASE_TTL", default=60)
+# A running job whose worker has not said it is alive for this long is resumed by the sweep.
+AUTOMATION_HEARTBEAT_TIMEOUT = env.float("AUTOMATION_HEARTBEAT_TIMEOUT", default=60.0)
+# Backoff between the retries of a failed step: base * 2**(attempt-1) seconds, at most the max.
+AUTOMATION_RETRY_BACKOFF = env.float("AUTOMATION_RETRY_BACKOFF", default=1.0)
+AUTOMATION_RETRY_BACKOFF_MAX = env.float("AUTOMATION_RETRY_BACKOFF_MAX", default=30.0)
 
 # --- Telegram -------------------------------------------------------------------------------
 # The bot token is a secret (it sits in every Bot API URL): environment only, never logged.

@@ -1,4 +1,5 @@
-"""The domain knows no channel: claims/ and audit/ import neither the Telegram bridge nor the API.
+"""The domain knows no channel: claims/, audit/ and automation/ import neither the Telegram
+bridge nor the API.
 
 Channels hear of changes through ``claims.events``; an import the other way round would tie the
 domain to whoever happens to listen today. Imports are read with ``ast``, so one hidden inside a
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOMAIN = ["claims", "audit"]
+DOMAIN = ["claims", "audit", "automation"]
 CHANNELS = ["telegram_bridge", "api"]
 
 
