@@ -33,7 +33,13 @@ class JobStarted(JobEvent):
 
 @dataclass(frozen=True)
 class JobEnded(JobEvent):
-    """The job succeeded, failed, was cancelled or refused; ``job.status`` says which."""
+    """The job succeeded, failed, was cancelled or refused; ``job.status`` says which.
+
+    ``request_executed``: this end moved the approval request to executed (``ApprovalExecuted``
+    was published just before, with the job already in its final state).
+    """
+
+    request_executed: bool = False
 
 
 __all__ = ["JobEnded", "JobEvent", "JobQueued", "JobStarted", "JobSubmitted", "publish"]

@@ -392,10 +392,11 @@ def _end(job: Job, status: str, reason: str, *, actor: Actor) -> None:
     )
     record(END_ACTIONS[Status(status)], actor=actor, obj=job, details=_details(job))
     approval = claims.get_approval(job.approval_id, lock=True)
-    if approval.status == Approval.APPROVED:
+    executed = approval.status == Approval.APPROVED
+    if executed:
         claims.mark_executed(approval.pk, actor=actor)
     job.approval = approval
-    events.publish(events.JobEnded(actor, job))
+    events.publish(events.JobEnded(actor, job, request_executed=executed))
     if was_running:
         queue_run()
 

@@ -6,6 +6,7 @@ class TelegramBridgeConfig(AppConfig):
     verbose_name = "Telegram bridge"
 
     def ready(self) -> None:
+        from automation.events import JobEnded
         from claims import events
 
         from . import follow_ups, notifications
@@ -21,6 +22,8 @@ class TelegramBridgeConfig(AppConfig):
             events.VoteCounted,
         ):
             events.subscribe(changed, notifications.approval_changed)
+        # A job's outcome shows on the message of the request that approved it.
+        events.subscribe(JobEnded, notifications.job_ended)
         # The policy's reminders and escalations are new messages of their own.
         events.subscribe(events.ReminderDue, follow_ups.remind)
         events.subscribe(events.ApprovalEscalated, follow_ups.escalate)

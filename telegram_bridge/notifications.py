@@ -17,7 +17,9 @@ once the outbox has sent it, so ``approval_changed`` looks at the outbox row of 
 - being sent right now: look again a little later (``tasks.refresh_approval_message``).
 
 Under a policy with a quorum the message also shows the votes ("1 of 2 approvals, waiting for
-…"), on its text and its buttons, and a vote that does not decide yet edits it too.
+…"), on its text and its buttons, and a vote that does not decide yet edits it too. A request
+that runs a job (``automation``) shows the job: the approved hash, dry run or live, and once it
+ended each step with ✓ or ✗, its return code and duration.
 """
 
 from datetime import datetime, timedelta
@@ -31,6 +33,9 @@ from django.utils.text import Truncator
 from django_q.models import Schedule
 from django_q.tasks import schedule
 
+from automation.events import JobEnded
+from automation.models import Job, JobStep
+from automation.selectors import job_for_approval
 from claims import events
 from claims.models import ApprovalRequest
 from claims.policies import Rules
@@ -45,6 +50,21 @@ Status = ApprovalRequest.Status
 TEXT_LIMIT = 3000
 # How long to wait before looking again at an original message that was being sent.
 REFRESH_DELAY = timedelta(seconds=10)
+
+JOB_MARKS: dict[str, str] = {
+    Job.Status.SUCCEEDED: "✅",
+    Job.Status.FAILED: "❌",
+    Job.Status.CANCELLED: "🛑",
+    Job.Status.REFUSED: "⛔",
+    Job.Status.RUNNING: "⏳",
+}
+STEP_MARKS: dict[str, str] = {
+    JobStep.Status.SUCCEEDED: "✓",
+    JobStep.Status.FAILED: "✗",
+    JobStep.Status.CANCELLED: "✗",
+    JobStep.Status.INTERRUPTED: "↻",
+    JobStep.Status.RUNNING: "…",
+}
 
 STATE_LINES: dict[str, str] = {
     Status.APPROVED: "✅ Approved",
@@ -79,8 +99,18 @@ def approval_changed(event: events.ApprovalEvent) -> None:
     show_current_state(event.approval)
 
 
-def show_current_state(approval: ApprovalRequest) -> None:
-    """Bring the message about ``approval`` in line with it (see the module docstring)."""
+def job_ended(event: JobEnded) -> None:
+    """Show a job's outcome on its request's message, unless the request's own edit (it just
+    became executed) shows it already; a re-run ends again, with an edit of its own."""
+    if event.request_executed:
+        return
+    job = event.job
+    show_current_state(job.approval, occasion=f"job-{job.runs}-{job.status}")
+
+
+def show_current_state(approval: ApprovalRequest, *, occasion: str = "") -> None:
+    """Bring the message about ``approval`` in line with it (see the module docstring);
+    ``occasion`` tells apart edits of a request that stays in one state."""
     original = outbox.find(requested_key(approval), lock=True)
     if original is None:
         return
@@ -94,7 +124,7 @@ def show_current_state(approval: ApprovalRequest) -> None:
             payload={"message_id": original.telegram_message_id, **render(approval)},
             # One edit per state the request reaches; a request may come back to a state
             # (postponed, reopened, postponed again), so the key carries when it got there.
-            dedupe_key=f"approval:{approval.pk.hex}:{approval.status}:{stamp}",
+            dedupe_key=f"approval:{approval.pk.hex}:{approval.status}:{stamp}{occasion}",
         )
     elif original.status == OutboundMessage.Status.SENDING:
         schedule(
@@ -142,6 +172,7 @@ def render(
     state = state_line(approval)
     if state:
         lines += ["", state]
+    lines += job_lines(approval)
     message: dict[str, Any] = {"text": "\n".join(lines), "parse_mode": "HTML"}
     if awaiting:
         message["reply_markup"] = keyboard(approval, counted)
@@ -165,6 +196,32 @@ def state_line(approval: ApprovalRequest) -> str:
         who = escape(approval.decided_by.get_username(), quote=False)
         source = f" ({approval.decision_source})" if approval.decision_source else ""
         line = f"{line} by {who}{source} at {when(approval.decided_at)}"
+    return line
+
+
+def job_lines(approval: ApprovalRequest) -> list[str]:
+    """For a request that runs a job: the hash approved, dry run or live, and the job's state;
+    once it ran, each step with ✓ or ✗, its return code and duration."""
+    job = job_for_approval(approval)
+    if job is None:
+        return []
+    mode = "dry run" if job.dry_run else "live"
+    lines = ["", f"Job <code>{job.short_id}</code> · sha256 <code>{job.short_hash}</code> · {mode}"]
+    state = f"{JOB_MARKS.get(job.status, '')} Job {job.get_status_display().lower()}".strip()
+    if job.reason:
+        state += f": {escape(Truncator(job.reason).chars(200), quote=False)}"
+    lines.append(state)
+    if job.status != Job.Status.AWAITING_APPROVAL:
+        lines += [step_line(step) for step in job.steps.all()]
+    return lines
+
+
+def step_line(step: JobStep) -> str:
+    mark = STEP_MARKS.get(step.status, "·")
+    line = f"{mark} {escape(step.step_id, quote=False)}"
+    if step.returncode is not None:
+        line += f" (exit {step.returncode}"
+        line += f", {step.duration_ms / 1000:.1f} s)" if step.duration_ms is not None else ")"
     return line
 
 
