@@ -8,6 +8,7 @@ from django.db.models import Q
 from django_filters.fields import IsoDateTimeField
 
 from audit.models import AuditEvent
+from automation.models import Job
 from backoffice.actors import Source
 from claims.models import ApprovalRequest, Claim
 from telegram_bridge.models import OutboundMessage
@@ -77,3 +78,13 @@ class OutboundMessageFilter(django_filters.FilterSet):
     class Meta:
         model = OutboundMessage
         fields = ["status"]
+
+
+class JobFilter(django_filters.FilterSet):
+    submitted_by = django_filters.CharFilter(
+        field_name="submitted_by__username", help_text="Who submitted it (username)."
+    )
+
+    class Meta:
+        model = Job
+        fields = ["status", "name", "submitted_by", "dry_run"]

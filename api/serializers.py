@@ -13,6 +13,8 @@ from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from audit.models import AuditEvent
+from automation.models import Job, JobStep
+from automation.representation import job_data
 from backoffice.limits import max_length
 from claims.models import ApprovalRequest, Claim, Vote
 from claims.representation import approval_data, claim_data
@@ -287,6 +289,113 @@ class DecisionSerializer(serializers.Serializer):
     )
 
 
+# --- Jobs -----------------------------------------------------------------------------------
+
+
+class JobStepSerializer(serializers.Serializer):
+    """One step: as it would run (argv, env names, timeout) and what became of it."""
+
+    id = serializers.CharField(help_text="The step's id in the manifest.")
+    position = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=JobStep.Status.choices)
+    argv = serializers.ListField(child=serializers.CharField())
+    env_names = serializers.ListField(
+        child=serializers.CharField(), help_text="The names the step's env sets (never values)."
+    )
+    timeout = serializers.IntegerField(help_text="Seconds; the process group is killed after.")
+    retries = serializers.IntegerField()
+    allow_fail = serializers.BooleanField()
+    attempts = serializers.IntegerField()
+    returncode = serializers.IntegerField(allow_null=True)
+    timed_out = serializers.BooleanField()
+    dry_run = serializers.BooleanField(help_text="Recorded only, with output DRY_RUN.")
+    duration_ms = serializers.IntegerField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    idempotency_key = serializers.CharField(help_text="SHA-256 of the job, step and inputs.")
+    stdout = serializers.CharField(help_text="Up to AUTOMATION_OUTPUT_LIMIT bytes, then marked.")
+    stderr = serializers.CharField()
+
+
+class WorkItemSerializer(serializers.Serializer):
+    story = serializers.CharField()
+    todolist = serializers.CharField()
+
+
+class JobSerializer(OutputSerializer):
+    """A job: the approved manifest and its hash, dry run or live, and how far it got."""
+
+    short_id = serializers.CharField(read_only=True)
+    mode = serializers.ChoiceField(choices=["dry_run", "live"], read_only=True)
+    manifest_short = serializers.CharField(read_only=True, help_text="The hash approvers see.")
+    approval_status = serializers.CharField(read_only=True)
+    submitted_by = serializers.CharField(read_only=True)
+    work_item = WorkItemSerializer(read_only=True, allow_null=True)
+    steps = JobStepSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "short_id",
+            "name",
+            "status",
+            "mode",
+            "dry_run",
+            "live",
+            "manifest_sha256",
+            "manifest_short",
+            "approval",
+            "approval_status",
+            "submitted_by",
+            "agent_id",
+            "work_item",
+            "fencing_token",
+            "concurrency",
+            "reason",
+            "runs",
+            "cancel_requested",
+            "worker",
+            "approved_at",
+            "started_at",
+            "finished_at",
+            "created_at",
+            "updated_at",
+            "manifest",
+            "steps",
+        ]
+
+    def to_representation(self, instance: Job) -> dict[str, Any]:
+        """``automation.representation.job_data``, which the jobs command prints too."""
+        return job_data(instance)
+
+
+class JobResultSerializer(JobSerializer):
+    changed = serializers.BooleanField(
+        read_only=True, help_text="false when the job was already cancelled (or asked to be)."
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "changed"]
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    manifest = serializers.JSONField(
+        help_text="The manifest (docs/automation.md): name, optional work_item and concurrency, "
+        "steps with id, argv, timeout, retries, allow_fail, env, cwd."
+    )
+    live = serializers.BooleanField(
+        default=False,
+        help_text="Run for real once approved; a dry run unless AUTOMATION_ALLOW_EXECUTION is on.",
+    )
+    agent_id = StrictCharField(
+        max_length=max_length(ApprovalRequest, "agent_id"),
+        required=False,
+        default="",
+        help_text="A label: which agent of yours submits.",
+    )
+
+
 # --- Audit trail and outbox -----------------------------------------------------------------
 
 
@@ -371,3 +480,8 @@ class ConflictSerializer(ErrorSerializer):
     )
     reason = serializers.CharField(required=False, help_text="Why it is frozen (frozen).")
     status = serializers.CharField(required=False)
+    steps = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="The steps off the allowlist (command_not_allowed, 403).",
+    )

@@ -10,6 +10,7 @@ router = DefaultRouter()
 router.include_format_suffixes = False
 router.register("claims", views.ClaimViewSet, basename="claim")
 router.register("approvals", views.ApprovalViewSet, basename="approval")
+router.register("jobs", views.JobViewSet, basename="job")
 router.register("audit", views.AuditEventViewSet, basename="auditevent")
 router.register("outbox", views.OutboundMessageViewSet, basename="outboundmessage")
 

@@ -17,6 +17,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from audit.models import AuditEvent
+from automation import selectors as job_selectors
+from automation import services as jobs
 from backoffice.actors import Actor
 from claims import services
 from claims.models import ApprovalRequest, Claim, Decision
@@ -25,7 +27,13 @@ from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
 from .exceptions import error_body
-from .filters import ApprovalFilter, AuditEventFilter, ClaimFilter, OutboundMessageFilter
+from .filters import (
+    ApprovalFilter,
+    AuditEventFilter,
+    ClaimFilter,
+    JobFilter,
+    OutboundMessageFilter,
+)
 from .idempotency import idempotent
 from .pagination import AuditCursorPagination
 from .permissions import StaffCanView
@@ -40,6 +48,9 @@ from .serializers import (
     DecisionSerializer,
     FenceCheckSerializer,
     GrantSerializer,
+    JobResultSerializer,
+    JobSerializer,
+    JobSubmitSerializer,
     LeaseProofSerializer,
     OutboundMessageSerializer,
     RefreshSerializer,
@@ -282,6 +293,75 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List jobs, newest first", responses={200: JobSerializer, **LIST}),
+    retrieve=extend_schema(
+        summary="One job with its steps", responses={200: JobSerializer, **DETAIL}
+    ),
+)
+class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Manifests run by the automation runner once approved (docs/automation.md).
+
+    Submitting creates the job and its approval request, which binds the manifest's SHA-256;
+    nothing runs before approval, and a job runs dry unless submitted ``live`` where
+    ``AUTOMATION_ALLOW_EXECUTION`` is on. Ids may be shortened to six or more hex digits.
+    """
+
+    lookup_value_regex = "[^/]+"
+
+    queryset = job_selectors.jobs()
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+
+    def retrieve(self, request: Request, pk: str = "") -> Response:
+        return Response(JobSerializer.represent(job_selectors.get_job(pk)))
+
+    @extend_schema(
+        summary="Submit a manifest",
+        request=JobSubmitSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: JobSerializer, **WRITE},
+    )
+    @idempotent
+    def create(self, request: Request) -> Response:
+        data = validated(JobSubmitSerializer, request)
+        job = jobs.submit(
+            manifest_data=data["manifest"],
+            live=data["live"],
+            agent_id=data["agent_id"],
+            actor=api_actor(request, label=data["agent_id"]),
+        )
+        return Response(JobSerializer.represent(job), status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Cancel a job that has not ended",
+        description="A waiting job ends at once; a running one when its worker has killed the "
+        "step's process group. Its submitter, or staff with the cancel permission.",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: JobResultSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def cancel(self, request: Request, pk: str = "") -> Response:
+        job, changed = jobs.cancel(job_selectors.get_job(pk).pk, actor=api_actor(request))
+        return Response({**JobSerializer.represent(job), "changed": changed})
+
+    @extend_schema(
+        summary="Re-run a failed or cancelled job from its failed step",
+        description="No new approval while the manifest's hash is the approved one and the "
+        "request is not archived (409 otherwise). Needs the re-run permission.",
+        request=None,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={200: JobSerializer, **WRITE},
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def rerun(self, request: Request, pk: str = "") -> Response:
+        job = jobs.rerun(job_selectors.get_job(pk).pk, actor=api_actor(request))
+        return Response(JobSerializer.represent(job))
 
 
 @extend_schema_view(

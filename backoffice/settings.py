@@ -295,6 +295,8 @@ SPECTACULAR_SETTINGS = {
         "ApprovalStatusEnum": "claims.models.ApprovalRequest.Status",
         "DecisionSourceEnum": "claims.models.ApprovalRequest.DecisionSource",
         "OutboxStatusEnum": "telegram_bridge.models.OutboundMessage.Status",
+        "JobStatusEnum": "automation.models.Job.Status",
+        "JobStepStatusEnum": "automation.models.JobStep.Status",
     },
     # The default enum hook, then OpenAPI links between operations (see api.schema.LINKS).
     "POSTPROCESSING_HOOKS": [
