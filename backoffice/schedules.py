@@ -1,8 +1,11 @@
 """The periodic jobs django-q2 runs, in one list.
 
 ``manage.py install_schedules`` writes them as django-q2 ``Schedule`` rows; run it after ``migrate``
-on every deploy. Intervals are in minutes, django-q2's smallest unit.
+on every deploy. Intervals are in minutes, django-q2's smallest unit. An entry with a ``cluster``
+runs on that cluster's queue only (the runner cluster's sweep); the others on the default one.
 """
+
+from django.conf import settings
 
 SCHEDULES = [
     {
@@ -29,5 +32,11 @@ SCHEDULES = [
         "name": "Requeue recently dead outbox messages",
         "func": "telegram_bridge.tasks.auto_requeue",
         "minutes": 15,
+    },
+    {
+        "name": "Resume jobs whose worker died, and start waiting jobs",
+        "func": "automation.tasks.sweep",
+        "minutes": 1,
+        "cluster": settings.AUTOMATION_QUEUE,
     },
 ]

@@ -22,3 +22,11 @@ def test_install_schedules_creates_each_schedule_once(db):
     assert out.getvalue().count("updated:") == len(SCHEDULES)
     sweep = Schedule.objects.get(func="telegram_bridge.tasks.sweep")
     assert (sweep.schedule_type, sweep.minutes, sweep.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_the_job_sweep_runs_on_the_runner_cluster_only(db, settings):
+    call_command("install_schedules", stdout=StringIO())
+
+    jobs = Schedule.objects.get(func="automation.tasks.sweep")
+    assert jobs.cluster == settings.AUTOMATION_QUEUE == "claimdesk-test-jobs"
+    assert Schedule.objects.get(func="telegram_bridge.tasks.sweep").cluster is None

@@ -18,6 +18,7 @@ class Command(BaseCommand):
                     "schedule_type": Schedule.MINUTES,
                     "minutes": entry["minutes"],
                     "repeats": -1,
+                    "cluster": entry.get("cluster"),
                 },
             )
             verb = "created" if created else "updated"
