@@ -13,6 +13,7 @@ from django.contrib.auth import authenticate
 from django.db import connection
 
 from audit.models import AuditEvent
+from automation.models import Job
 from claims import services
 from claims.models import ApprovalRequest, Claim
 
@@ -308,11 +309,18 @@ def test_demo_data_is_complete_and_idempotent(django_user_model):
     approver = django_user_model.objects.get(username="approver")
     assert approver.is_staff and approver.has_perm("claims.decide_approvalrequest")
     assert authenticate(username="admin", password="demo-admin-pw").is_superuser
+    assert first.json["jobs"] == {"created": 2, "total": 2}
+    demo_jobs = Job.objects.order_by("agent_id")
+    assert [(job.status, job.dry_run) for job in demo_jobs] == [
+        ("queued", True),
+        ("awaiting_approval", True),
+    ]
     counts = (Claim.objects.count(), ApprovalRequest.objects.count(), AuditEvent.objects.count())
 
     second = manage("demo_data")
     assert second.code == 0
     assert second.json["claims"]["created"] == second.json["approvals"]["created"] == 0
+    assert second.json["jobs"]["created"] == 0
     assert (
         Claim.objects.count(),
         ApprovalRequest.objects.count(),
@@ -333,7 +341,8 @@ def test_demo_data_reset_asks_and_refuses_without_an_answer():
 
     reset = manage("demo_data", "--reset", "--noinput")
     assert reset.code == 0, reset.stderr
-    assert reset.json["approvals"]["created"] == len(ids)
+    created = reset.json["approvals"]["created"] + reset.json["jobs"]["created"]
+    assert created == len(ids)
     assert not ids & set(ApprovalRequest.objects.values_list("id", flat=True))
 
 

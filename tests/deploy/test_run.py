@@ -1,9 +1,11 @@
 """``deploy/run`` keeps its development settings and stops cleanly on SIGINT and SIGTERM, also
 when started in the background by a shell (which starts it with SIGINT ignored)."""
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -59,6 +61,19 @@ def assert_all_gone(groups):
         timeout=20,
         message=f"the process groups {groups} to end",
     )
+
+
+def demo_job_statuses(home):
+    """The approved demo job's status and its request's, read from the run's SQLite database."""
+    with contextlib.closing(sqlite3.connect(home / "var" / "claimdesk.sqlite3", timeout=5)) as db:
+        try:
+            return db.execute(
+                "SELECT job.status, request.status FROM automation_job job"
+                " JOIN claims_approvalrequest request ON request.id = job.approval_id"
+                " WHERE job.agent_id = 'release-bot-approved'"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
 
 
 class Run:
@@ -138,8 +153,13 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     settings = (tmp_path / ".env").read_text()
     password = (tmp_path / "var" / "admin-password").read_text()
 
-    assert len(children) == 4, first.log()
+    assert len(children) == 5, first.log()
     assert "SECRET_KEY=" in settings and "TELEGRAM_WEBHOOK_SECRET=" in settings
+    wait_for(
+        lambda: demo_job_statuses(tmp_path) == [("succeeded", "executed")],
+        timeout=60,
+        message="the runner cluster to take the approved demo job to executed",
+    )
     assert first.stop(signal.SIGINT) == 0, first.log()
     assert_all_gone(children)
     logs = tmp_path / "var" / "log"
@@ -148,6 +168,7 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     # The poller is not checked the same way: it may sit in a long getUpdates whose server stops
     # with it, and on a busy machine it is then stopped at the deadline, which is still clean.
     assert "stopping cluster processes" in (logs / "worker.log").read_text()
+    assert "stopping cluster processes" in (logs / "runner.log").read_text()
 
     second = run()
     children = second.start()

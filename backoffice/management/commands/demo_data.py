@@ -7,6 +7,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from automation import services as jobs
+from automation.models import Job
 from backoffice.cli import JsonCommand
 from backoffice.errors import InvalidInput
 from claims import services
@@ -108,6 +110,21 @@ APPROVALS: list[tuple[str, str, str, dict[str, Any], str, str]] = [
 ]
 
 
+# A harmless release manifest (it prints versions and a date), run as a dry run. One job is
+# approved at once, so the runner cluster takes it to executed as deploy/run starts; the other
+# waits for an approver (the admin, Telegram, manage.py approvals).
+RELEASE_MANIFEST: dict[str, Any] = {
+    "name": "demo-release-2026.12.0",
+    "steps": [
+        {"id": "versions", "argv": ["uname", "-srm"], "timeout": 10},
+        {"id": "build-date", "argv": ["date", "-u", "+%Y-%m-%dT%H:%M:%SZ"], "timeout": 10},
+        {"id": "announce", "argv": ["echo", "Release 2026.12.0 is out"], "timeout": 10},
+    ],
+}
+# (agent id, approved at once)
+RELEASE_JOBS = [("release-bot-approved", True), ("release-bot-waiting", False)]
+
+
 class Command(JsonCommand):
     help = (
         "Load a small, realistic demo set: claims in every state, approval requests in every "
@@ -149,7 +166,10 @@ class Command(JsonCommand):
             approver = get_user_model()._default_manager.get(username="approver")
             claims = self.claims()
             approvals = self.approvals(approver)
-        self.write_json({"users": users, "claims": claims, "approvals": approvals})
+            demo_jobs = self.jobs(approver)
+        self.write_json(
+            {"users": users, "claims": claims, "approvals": approvals, "jobs": demo_jobs}
+        )
 
     def confirm_reset(self):
         # The question goes to stderr so that stdout stays one JSON document.
@@ -170,6 +190,10 @@ class Command(JsonCommand):
                 Claim.objects.filter(story=story, todolist=todolist).delete()
             for _, requested_by, text, *_ in APPROVALS:
                 ApprovalRequest.objects.filter(requested_by=requested_by, text=text).delete()
+            demo_jobs = Job.objects.filter(name=RELEASE_MANIFEST["name"])
+            approval_ids = list(demo_jobs.values_list("approval_id", flat=True))
+            demo_jobs.delete()
+            ApprovalRequest.objects.filter(pk__in=approval_ids).delete()
 
     def users(self, admin_password, approver_password):
         User = get_user_model()
@@ -258,6 +282,25 @@ class Command(JsonCommand):
             self.bring_to(approval, status, note, decider)
             created += 1
         return {"created": created, "total": len(APPROVALS)}
+
+    def jobs(self, approver):
+        """The demo release, submitted by release-bot (dry run); one copy approved at once."""
+        created = 0
+        submitter = self.member("release-bot")
+        for agent_id, approved in RELEASE_JOBS:
+            if Job.objects.filter(name=RELEASE_MANIFEST["name"], agent_id=agent_id).exists():
+                continue
+            job = jobs.submit(
+                manifest_data=RELEASE_MANIFEST,
+                agent_id=agent_id,
+                actor=self.actor(user=submitter, label=agent_id),
+            )
+            if approved:
+                services.decide(
+                    job.approval_id, "approve", actor=self.actor(user=approver), note="Demo."
+                )
+            created += 1
+        return {"created": created, "total": len(RELEASE_JOBS)}
 
     def bring_to(self, approval, status, note, decider):
         """Walk a fresh request to ``status`` the way people would, through the services."""
