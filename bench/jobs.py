@@ -15,11 +15,9 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET
+from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET, throwaway_database
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
@@ -118,18 +116,8 @@ def main():
     parser.add_argument("--jobs", type=int, default=200, help="jobs to run (200)")
     options = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
-        test_settings = connection.settings_dict.setdefault("TEST", {})
-        if connection.vendor == "sqlite":
-            test_settings["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        else:
-            test_settings["NAME"] = f"jobs_bench_{os.getpid()}"
-        old_name = connection.settings_dict["NAME"]
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            ok = run(options, Path(tmp))
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
+    with throwaway_database("jobs-bench") as tmp:
+        ok = run(options, tmp)
     sys.exit(0 if ok else 1)
 
 

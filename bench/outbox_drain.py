@@ -25,11 +25,9 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET
+from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET, throwaway_database
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
@@ -206,18 +204,8 @@ def main():
     )
     options = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp:
-        test_settings = connection.settings_dict.setdefault("TEST", {})
-        if connection.vendor == "sqlite":
-            test_settings["NAME"] = str(Path(tmp) / "bench.sqlite3")
-        else:
-            test_settings["NAME"] = f"outbox_bench_{os.getpid()}"
-        old_name = connection.settings_dict["NAME"]
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-        try:
-            ok = run(options, Path(tmp))
-        finally:
-            connection.creation.destroy_test_db(old_name, verbosity=0)
+    with throwaway_database("outbox-bench") as tmp:
+        ok = run(options, tmp)
     sys.exit(0 if ok else 1)
 
 

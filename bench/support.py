@@ -5,11 +5,13 @@ The scripts in ``bench/`` are run as ``.venv/bin/python bench/<script>.py``, whi
 directory on ``sys.path``: they import from here with ``from support import ...``.
 """
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -139,3 +141,24 @@ def start_gunicorn(env, port, *, workers, threads, worker_class="gthread"):
 def stop_gunicorn(process):
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def throwaway_database(prefix):
+    """A database built from the migrations for this run, dropped afterwards (a SQLite file in a
+    temporary directory, or a PostgreSQL database named after the process); yields that
+    directory, for logs. Call it after ``django.setup()``."""
+    from django.db import connection
+
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as tmp:
+        test_settings = connection.settings_dict.setdefault("TEST", {})
+        if connection.vendor == "sqlite":
+            test_settings["NAME"] = str(Path(tmp) / "bench.sqlite3")
+        else:
+            test_settings["NAME"] = f"{prefix.replace('-', '_')}_{os.getpid()}"
+        old_name = connection.settings_dict["NAME"]
+        connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+        try:
+            yield Path(tmp)
+        finally:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
