@@ -268,24 +268,29 @@ def worker_name() -> str:
 
 
 def run_next() -> Job | None:
-    """Take up the next job that may run and run it to its end; None when none may run now."""
+    """Take up the next job that may run and run it to its end, then the next, until none may
+    run now; the first job run, or None. A job that waited for a free slot is so taken up by the
+    worker whose job freed it."""
     worker = worker_name()
-    job = services.take_next(worker)
-    if job is not None:
+    first = None
+    while (job := services.take_next(worker)) is not None:
+        first = first or job
         with contextlib.suppress(services.LostJob):
-            run(job, worker)
-    return job
+            if not run(job, worker):
+                break  # it waits for its work item: the sweep takes it up again later
+    return first
 
 
-def run(job: Job, worker: str) -> None:
-    """Run ``job`` (just started by ``worker``) from its first unfinished step to its end."""
+def run(job: Job, worker: str) -> bool:
+    """Run ``job`` (just started by ``worker``) from its first unfinished step to its end; False
+    when it went back to the queue because someone else holds its work item."""
     lease = Lease(job)
     if job.story:
         try:
             lease.take()
         except (ClaimConflict, Frozen) as busy:
             services.wait_for_work_item(job, worker, busy.message)
-            return
+            return False
         services.hold_lease(job, worker, lease.fencing_token or 0)
     heartbeat = Heartbeat(job, worker, lease)
     heartbeat.start()
@@ -300,6 +305,7 @@ def run(job: Job, worker: str) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
         lease.release()
     services.finish(job, worker, status, reason)
+    return True
 
 
 def _steps(job: Job, worker: str, workdir: Path, lease: Lease) -> tuple[str, str]:

@@ -378,10 +378,9 @@ def finish(job: Job, worker: str, status: str, reason: str = "") -> Job:
 
 def _end(job: Job, status: str, reason: str, *, actor: Actor) -> None:
     """End ``job`` with ``status``: audited, its approval request moved to executed (when it
-    was approved: ``mark_executed`` is the only way there), ``JobEnded`` published, and, for a
-    job that ran, the next job looked for. Inside the caller's transaction, the job's row locked.
+    was approved: ``mark_executed`` is the only way there) and ``JobEnded`` published. Inside
+    the caller's transaction, the job's row locked.
     """
-    was_running = job.status == Status.RUNNING
     job.status = status
     job.reason = reason
     job.worker = ""
@@ -397,8 +396,6 @@ def _end(job: Job, status: str, reason: str, *, actor: Actor) -> None:
         claims.mark_executed(approval.pk, actor=actor)
     job.approval = approval
     events.publish(events.JobEnded(actor, job, request_executed=executed))
-    if was_running:
-        queue_run()
 
 
 # --- Cancel, re-run, resume -----------------------------------------------------------------

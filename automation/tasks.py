@@ -4,7 +4,8 @@ from . import runner, services
 
 
 def run_next() -> str:
-    """Run the next job that may run, if any; queued once per approval, job end and sweep."""
+    """Run the jobs that may run, one after the other; queued once per approval, resume and
+    sweep."""
     job = runner.run_next()
     return f"ran job {job.pk}" if job is not None else "no job may run now"
 
