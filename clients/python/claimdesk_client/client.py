@@ -70,7 +70,6 @@ class Client:
                 status=0,
                 other=0,
                 backoff_factor=backoff,
-                allowed_methods=frozenset(),
                 raise_on_status=False,
             )
         )
