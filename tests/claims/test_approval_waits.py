@@ -124,13 +124,22 @@ def test_a_waiter_lets_go_of_its_database_connection_while_it_waits(ask, approve
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_without_redis_waiters_see_the_decision_at_their_next_look(ask, approver_actor, settings):
+def test_without_redis_the_watcher_wakes_the_waiters_of_a_decided_request(
+    ask, approver_actor, settings, monkeypatch
+):
     settings.REDIS_URL = ""
-    approval = ask()
-    waiters = [Waiter(approval.pk, 20) for _ in range(5)]
+    # Only the watcher's look at the database can wake them within the test's bound.
+    monkeypatch.setattr(waiting, "RECHECK_INTERVAL", 25.0)
+    approval, other = ask(), ask()
+    waiters = [Waiter(approval.pk, 28) for _ in range(5)]
+    bystander = Waiter(other.pk, 2)
+    watcher = waiting._watcher()
+    poll("the waiters to wait", lambda: len(watcher._waiters.get(str(approval.pk), ())) == 5)
     services.decide(approval.pk, "deny", actor=approver_actor)
     assert {waiter.join().status for waiter in waiters} == {Status.DENIED}
     assert max(waiter.elapsed for waiter in waiters) < 10
+    assert bystander.join().status == Status.PENDING
+    assert bystander.elapsed >= 2
 
 
 @pytest.mark.postgres
@@ -150,10 +159,10 @@ def test_with_redis_a_decision_wakes_every_waiter_at_once(
 ):
     settings.REDIS_URL = test_redis.url
     # Only the announcement can wake them within the test's bound.
-    monkeypatch.setattr(waiting, "REDIS_RECHECK_INTERVAL", 25.0)
+    monkeypatch.setattr(waiting, "RECHECK_INTERVAL", 25.0)
     approval = ask()
     waiters = [Waiter(approval.pk, 28) for _ in range(5)]
-    listener = waiting._listener()
+    listener = waiting._watcher()
     poll("the listener to subscribe", listener.subscribed.is_set)
     poll("the waiters to wait", lambda: len(listener._waiters.get(str(approval.pk), ())) == 5)
     decided = time.monotonic()
@@ -168,10 +177,10 @@ def test_with_redis_an_expiry_wakes_the_waiter(
     ask, settings, test_redis, monkeypatch, django_user_model
 ):
     settings.REDIS_URL = test_redis.url
-    monkeypatch.setattr(waiting, "REDIS_RECHECK_INTERVAL", 25.0)
+    monkeypatch.setattr(waiting, "RECHECK_INTERVAL", 25.0)
     approval = ask()
     waiter = Waiter(approval.pk, 28)
-    listener = waiting._listener()
+    listener = waiting._watcher()
     poll("the waiter to wait", lambda: str(approval.pk) in listener._waiters)
     poll("the listener to subscribe", listener.subscribed.is_set)
     services.expire_overdue(
