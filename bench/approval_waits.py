@@ -124,6 +124,8 @@ def measure(label, env, keys, options, database_url):
     process = support.start_gunicorn(env, port, workers=1, threads=options.waiters + SPARE_THREADS)
     try:
         base_url = f"http://127.0.0.1:{port}"
+        # The master listens before it forks the worker; an answer means the worker is up.
+        requests.get(f"{base_url}/api/v1/", timeout=60)
         worker = worker_pid(process.pid)
         delays, helds = [], []
         for _ in range(options.rounds):

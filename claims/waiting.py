@@ -67,7 +67,7 @@ def wait_for_decision(approval_id: uuid.UUID | str, timeout: float) -> ApprovalR
         while True:
             if approval.status not in ApprovalRequest.AWAITING_DECISION:
                 return approval
-            _let_go_of_the_database()
+            let_go_of_the_database()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return approval
@@ -93,7 +93,14 @@ def checked_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _let_go_of_the_database() -> None:
+def let_go_of_the_database() -> None:
+    """Close this thread's database connection, outside a transaction.
+
+    A caller that reads more after a wait (the request's votes, to answer with it) calls it once
+    done, or every thread that served a wait would keep an idle connection for
+    ``DATABASE_CONN_MAX_AGE`` seconds: a process holding hundreds of waiters would hold hundreds
+    of connections.
+    """
     # Inside a transaction (a test's, or a caller's mistake) the connection is not ours to close.
     if not connection.in_atomic_block:
         connection.close()
