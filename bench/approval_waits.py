@@ -17,7 +17,6 @@ Redis from BENCH_REDIS_URL (default redis://127.0.0.1:6379/0).
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,12 +33,7 @@ SPARE_THREADS = 4
 
 def prepare(env):
     """Migrate, then make a requester and an approver with a token each."""
-    support.migrate(env)
-    os.environ.update(env)
-    sys.path.insert(0, str(support.ROOT))
-    import django
-
-    django.setup()
+    support.setup_django(env)
     from django.contrib.auth.models import Group, User
     from django.db import connections
 
