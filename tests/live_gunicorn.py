@@ -15,6 +15,7 @@ import requests
 from tests.telegram.worker import database_url, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
+STOP_SECONDS = 10
 
 
 def free_port() -> int:
@@ -66,9 +67,13 @@ def live_gunicorn(log: Path, *, threads: int = 4, **env: str) -> Iterator[str]:
         assert server.poll() is None, log.read_text()
         yield base
     finally:
-        # Quick shutdown: a failed test must not wait for its waiters' calls to end.
-        os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=30)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            # Calls still waiting (a failed test's) would hold a graceful stop for their time.
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=STOP_SECONDS)
 
 
 def _answers(url: str) -> bool:
