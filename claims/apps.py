@@ -15,4 +15,7 @@ class ClaimsConfig(AppConfig):
     verbose_name = "Claims and approvals"
 
     def ready(self):
+        from .waiting import subscribe_to_decisions
+
         post_migrate.connect(_ensure_approvers_group, sender=self)
+        subscribe_to_decisions()
