@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "claims",
     "telegram_bridge",
     "api",
+    "mcp_server",
     "backoffice",
 ]
 

@@ -1,0 +1,75 @@
+"""``manage.py mcp_server`` over stdio: the SDK's client spawns it against the test database."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from mcp import Client, StdioServerParameters
+from model_bakery import baker
+
+from backoffice.cli import EXIT_USAGE
+from claims.models import Claim
+from tests.telegram.worker import MANAGE_PY, database_url
+
+from .answers import data
+
+
+def server(*options):
+    return StdioServerParameters(
+        command=sys.executable,
+        args=[str(MANAGE_PY), "mcp_server", *options],
+        env={**os.environ, "DATABASE_URL": database_url(), "VAR_DIR": str(settings.VAR_DIR)},
+        cwd=str(settings.BASE_DIR),
+    )
+
+
+def test_agent_on_this_machine_claims_and_releases_as_its_user(transactional_db):
+    baker.make("auth.User", username="ci", is_active=True)
+
+    async def session():
+        async with Client(server("--user", "ci")) as client:
+            listed = await client.list_tools()
+            claimed = data(
+                await client.call_tool(
+                    "claim", {"story": "s-1", "todolist": "t-1", "agent_id": "local"}
+                )
+            )
+            inspected = data(await client.call_tool("inspect", {"story": "s-1", "todolist": "t-1"}))
+            released = data(
+                await client.call_tool(
+                    "release", {"claim_id": claimed["id"], "lease_token": claimed["lease_token"]}
+                )
+            )
+            return listed, claimed, inspected, released
+
+    listed, claimed, inspected, released = asyncio.run(session())
+
+    assert "await_decision" in {tool.name for tool in listed.tools}
+    assert claimed["owner"] == "ci" and claimed["live"] is True
+    assert inspected["fencing_token"] == claimed["fencing_token"]
+    assert released["live"] is False
+    assert Claim.objects.get().released_at is not None
+
+
+@pytest.mark.parametrize("options", [["--user", "nobody"], []])
+def test_server_without_a_known_user_exits_with_a_usage_error(transactional_db, options):
+    parameters = server(*options)
+    env = {**parameters.env, "CLI_SERVICE_USER": ""}
+
+    finished = subprocess.run(
+        [parameters.command, *parameters.args],
+        env=env,
+        cwd=parameters.cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert finished.returncode == EXIT_USAGE
+    assert json.loads(finished.stderr)["error"] == "invalid"
+    assert finished.stdout == ""
