@@ -3,33 +3,35 @@ REST API's (``api.authentication``).
 
 A request without ``Authorization: Bearer <key>`` (or ``Token <key>``), or with a key that is
 unknown or expired, is answered 401 with the API's error body before the SDK sees it; otherwise
-the token's user is left in the ASGI scope for the tools (``identity.caller``).
+the token's user and key prefix (an ``identity.Caller``) are left in the ASGI scope for the
+tools.
 """
 
 import json
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import User
 from django.db import connections
 from rest_framework.exceptions import AuthenticationFailed
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.authentication import TokenAuthentication
+from backoffice.actors import Source
 
-from .identity import SCOPE_USER
+from .identity import SCOPE_CALLER, Caller
 
 SCHEMES = {b"bearer", b"token"}
 
 
-def _user_for(key: bytes) -> User | None:
-    """The active user of the token ``key``, or None; in a thread, its connections closed."""
+def _caller_for(key: bytes) -> Caller | None:
+    """The active user of the token ``key`` and its key prefix, or None; run in a thread,
+    whose database connections are closed afterwards."""
     try:
-        user, _token = TokenAuthentication().authenticate_credentials(key)
+        user, token = TokenAuthentication().authenticate_credentials(key)
     except AuthenticationFailed:
         return None
     finally:
         connections.close_all()
-    return user if user.is_active else None
+    return Caller(user, Source.API, token.token_key) if user.is_active else None
 
 
 def _key(scope: Scope) -> bytes | None:
@@ -70,8 +72,8 @@ class TokenAuthMiddleware:
         if key is None:
             await _refuse(send, "Authentication credentials were not provided.")
             return
-        user = await sync_to_async(_user_for, thread_sensitive=False)(key)
-        if user is None:
+        caller = await sync_to_async(_caller_for, thread_sensitive=False)(key)
+        if caller is None:
             await _refuse(send, "Invalid token.")
             return
-        await self.app({**scope, SCOPE_USER: user}, receive, send)
+        await self.app({**scope, SCOPE_CALLER: caller}, receive, send)

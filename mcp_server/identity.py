@@ -6,13 +6,25 @@ there is no request: the process serves the one user it was started as (``serve_
 other commands.
 """
 
+from typing import NamedTuple
+
 from django.contrib.auth.models import User
 from mcp.server.mcpserver import Context
 
 from backoffice.actors import Source
 from backoffice.errors import NotPermitted
 
-SCOPE_USER = "claimdesk.user"
+SCOPE_CALLER = "claimdesk.caller"
+
+
+class Caller(NamedTuple):
+    """The user, the channel, and the key prefix of the API token that signs callbacks (none
+    over stdio)."""
+
+    user: User
+    source: str
+    signer: str = ""
+
 
 _local_user: list[User] = []
 
@@ -22,15 +34,15 @@ def serve_as(user: User) -> None:
     _local_user[:] = [user]
 
 
-def caller(ctx: Context) -> tuple[User, str]:
-    """The user behind this tool call and the channel (API over HTTP, CLI over stdio)."""
+def caller(ctx: Context) -> Caller:
+    """Who is behind this tool call: the token's over HTTP, the process's over stdio."""
     request = ctx.request_context.request
     scope = getattr(request, "scope", None)
     if scope is not None:
-        user = scope.get(SCOPE_USER)
-        if user is None:
+        found = scope.get(SCOPE_CALLER)
+        if found is None:
             raise NotPermitted("This request carries no valid API token.")
-        return user, Source.API
+        return found
     if not _local_user:
         raise NotPermitted("This server was started without a user to act as.")
-    return _local_user[0], Source.CLI
+    return Caller(_local_user[0], Source.CLI)

@@ -25,6 +25,7 @@ from pydantic import Field
 from backoffice.actors import Actor
 from backoffice.cli import JSONEncoder
 from backoffice.errors import DomainError, InvalidInput
+from callbacks import services as callback_services
 from claims import selectors, services, waiting
 from claims.representation import approval_data, claim_data
 
@@ -88,7 +89,7 @@ def answer(tool: Callable[..., dict[str, Any]]) -> Callable[..., CallToolResult]
 
 
 def _actor(ctx: Context, label: str = "") -> Actor:
-    user, source = caller(ctx)
+    user, source, _signer = caller(ctx)
     return Actor(source=source, user=user, label=label)
 
 
@@ -177,16 +178,25 @@ def request_approval(
     payload: Annotated[
         dict[str, Any] | None, Field(description="Machine-readable detail: the command, ...")
     ] = None,
+    callback_url: Annotated[
+        str,
+        Field(
+            description="Optional, over HTTP only: an https URL on an allowed host that gets "
+            "the decision POSTed, signed with your API token's callback secret."
+        ),
+    ] = "",
 ) -> dict[str, Any]:
     """Ask the human approvers; answers at once with the request's id and status ('pending').
     Then call await_decision with the id until the status is no longer pending."""
-    approval = services.request_approval(
+    approval = callback_services.request_approval(
         kind=kind,
         text=text,
         agent_id=agent_id,
         claim_id=claim_id,
         payload=payload,
         actor=_actor(ctx, agent_id),
+        callback_url=callback_url,
+        signer=caller(ctx).signer,
     )
     return approval_data(approval)
 

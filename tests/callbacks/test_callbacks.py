@@ -192,3 +192,23 @@ def test_retries_stop_at_the_outbox_limit(agent_client, receiver, approver, sett
 
     assert Callback.objects.get().status == Status.DEAD
     assert len(receiver.received) == 2
+
+
+def test_staff_requeue_a_dead_callback_from_the_admin(
+    agent_client, receiver, approver, admin_client
+):
+    asked = ask(agent_client, receiver.url).json()
+    decide(asked["id"], approver)
+    Callback.objects.update(status=Status.DEAD)
+    callback = Callback.objects.get()
+
+    listed = admin_client.get("/admin/callbacks/callback/")
+    answer = admin_client.post(
+        "/admin/callbacks/callback/",
+        {"action": "requeue_selected", "_selected_action": [callback.pk]},
+        follow=True,
+    )
+
+    assert receiver.url in listed.content.decode()
+    assert f"#{callback.pk}: requeued" in answer.content.decode()
+    assert Callback.objects.get().status == Status.QUEUED

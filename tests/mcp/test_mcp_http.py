@@ -143,3 +143,22 @@ def test_answer_is_the_user_of_the_token_not_a_label(mcp_http, agent_key):
     claimed = data(asyncio.run(session()))
 
     assert claimed["owner"] == "agent-owner" and claimed["agent_id"] == "someone-else"
+
+
+def test_request_over_mcp_carries_a_callback_signed_with_the_token(
+    mcp_http, agent_key, settings
+):
+    settings.CALLBACK_ALLOWED_HOSTS = ["hooks.example.com"]
+
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            return await client.call_tool(
+                "request_approval",
+                {"kind": "command", "text": "x", "callback_url": "https://hooks.example.com/h"},
+            )
+
+    asked = data(asyncio.run(session()))
+
+    target = ApprovalRequest.objects.get(pk=asked["id"]).callback_target
+    assert target.url == "https://hooks.example.com/h"
+    assert agent_key.startswith(target.signer)
