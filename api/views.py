@@ -21,7 +21,7 @@ from audit.models import AuditEvent
 from backoffice.actors import Actor
 from callbacks import services as callback_services
 from callbacks import signing
-from claims import services
+from claims import services, waiting
 from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_claim, resolve_approval
 from telegram_bridge import dead_letters, outbox
@@ -69,6 +69,13 @@ LEASE_TOKEN = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     description="The lease token from the grant answer, instead of the lease_token field.",
+)
+
+
+WAIT_TIMEOUT = OpenApiParameter(
+    "timeout",
+    float,
+    description=f"Seconds to wait at most, 0 to {waiting.MAX_WAIT_SECONDS:g}.",
 )
 
 
@@ -227,6 +234,22 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def retrieve(self, request: Request, pk: str = "") -> Response:
         return Response(ApprovalSerializer.represent(resolve_approval(pk)))
+
+    @extend_schema(
+        summary="Wait for the decision",
+        description="Answers as soon as the request is no longer pending or postponed, or after "
+        f"`timeout` seconds (0 to {waiting.MAX_WAIT_SECONDS:g}, default the most) with the "
+        "request as it is: call again to wait longer. The call holds a server thread, not a "
+        "database connection.",
+        parameters=[WAIT_TIMEOUT],
+        responses={200: ApprovalSerializer, **errors(400, 401, 404, 429)},
+    )
+    @action(detail=True, methods=["get"])
+    def wait(self, request: Request, pk: str = "") -> Response:
+        timeout = waiting.checked_timeout(
+            request.query_params.get("timeout", waiting.MAX_WAIT_SECONDS)
+        )
+        return Response(ApprovalSerializer.represent(waiting.wait_for_decision(pk, timeout)))
 
     @extend_schema(
         summary="Ask for approval",

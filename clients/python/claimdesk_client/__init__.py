@@ -1,0 +1,47 @@
+"""A client for the Claimdesk API: leases, approvals, jobs and the audit trail (docs/client.md)."""
+
+__version__ = "1.0.0"
+
+from .client import Client
+from .errors import (
+    ClaimdeskError,
+    Conflict,
+    Denied,
+    Expired,
+    Forbidden,
+    Frozen,
+    Invalid,
+    InvalidTransition,
+    LeaseLost,
+    NotApproved,
+    NotFound,
+    NotHolder,
+    ServerError,
+    StaleFence,
+    Throttled,
+    TimedOut,
+    Unauthorized,
+)
+from .lease import Lease
+
+__all__ = [
+    "ClaimdeskError",
+    "Client",
+    "Conflict",
+    "Denied",
+    "Expired",
+    "Forbidden",
+    "Frozen",
+    "Invalid",
+    "InvalidTransition",
+    "Lease",
+    "LeaseLost",
+    "NotApproved",
+    "NotFound",
+    "NotHolder",
+    "ServerError",
+    "StaleFence",
+    "Throttled",
+    "TimedOut",
+    "Unauthorized",
+]

@@ -1,0 +1,160 @@
+"""``claimdesk_client.Client`` against a live server: claims, approvals, leases, errors."""
+
+import threading
+
+import pytest
+from claimdesk_client import (
+    Conflict,
+    Denied,
+    Invalid,
+    LeaseLost,
+    NotFound,
+    NotHolder,
+    StaleFence,
+    TimedOut,
+)
+
+from claims import services
+from tests.telegram.worker import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def decide_when_asked(approver_api, decision):
+    """Decide the first pending request as soon as it appears, from another thread."""
+
+    def decide():
+        pending = wait_for(
+            lambda: list(approver_api.approvals(status="pending")), message="a pending request"
+        )
+        approver_api.decide(pending[0]["id"], decision, note="seen")
+
+    thread = threading.Thread(target=decide)
+    thread.start()
+    return thread
+
+
+def test_a_lease_is_claimed_refreshed_inspected_and_released(agent):
+    grant = agent.claim("checkout", "payment-form", ttl=60)
+    assert (grant["outcome"], grant["holder"]) == ("acquired", "agent-bot (agent-7)")
+    refreshed = agent.refresh(grant["id"], grant["lease_token"], ttl=120)
+    assert refreshed["ttl_seconds"] == 120
+    assert agent.inspect(story="checkout", todolist="payment-form")["id"] == grant["id"]
+    assert agent.check("checkout", "payment-form", grant["fencing_token"])["live"]
+    released = agent.release(grant["id"], grant["lease_token"])
+    assert not released["live"]
+    assert not agent.inspect(grant["id"])["live"]
+
+
+def test_the_apis_error_codes_become_exceptions(agent, other_agent):
+    grant = agent.claim("checkout", "payment-form")
+    with pytest.raises(Conflict) as held:
+        other_agent.claim("checkout", "payment-form")
+    assert held.value.body["holder"] == {"owner": "agent-bot", "agent_id": "agent-7"}
+    with pytest.raises(NotHolder):
+        other_agent.release(grant["id"], "clt_not-the-token")  # pragma: allowlist secret
+    with pytest.raises(StaleFence) as stale:
+        agent.check("checkout", "payment-form", grant["fencing_token"] + 1)
+    assert stale.value.body["fencing_token"] == grant["fencing_token"]
+    with pytest.raises(Invalid) as invalid:
+        agent.claim("checkout", "other", ttl=0)
+    assert "ttl_seconds" in invalid.value.fields
+    with pytest.raises(NotFound):
+        agent.inspect(999_999)
+    with pytest.raises(NotFound):
+        agent.inspect(story="nothing", todolist="here")
+
+
+def test_require_approval_returns_the_approved_request(agent, approver_api):
+    approving = decide_when_asked(approver_api, "approve")
+    approval = agent.require_approval(
+        "command", "Restart worker-03", {"cmd": "systemctl restart worker"}, timeout=20
+    )
+    approving.join()
+    assert (approval["status"], approval["decided_by"]) == ("approved", "approver")
+    assert approval["agent_id"] == "agent-7"
+
+
+def test_require_approval_raises_denied(agent, approver_api):
+    denying = decide_when_asked(approver_api, "deny")
+    with pytest.raises(Denied) as denied:
+        agent.require_approval("command", "Drop the cache", timeout=20)
+    denying.join()
+    assert denied.value.approval["status"] == "denied"
+
+
+def test_require_approval_times_out_and_leaves_the_request_open(agent):
+    with pytest.raises(TimedOut) as timed_out:
+        agent.require_approval("command", "Rotate the keys", timeout=0.5)
+    approval_id = timed_out.value.approval["id"]
+    assert agent.approval(approval_id)["status"] == "pending"
+
+
+def test_a_decorated_function_runs_only_once_approved(agent, approver_api):
+    ran = []
+
+    @agent.requires_approval(
+        "command",
+        lambda host: f"Reboot {host}",
+        lambda host: {"host": host},
+        timeout=20,
+    )
+    def reboot(host):
+        ran.append(host)
+        return f"{host} rebooted"
+
+    approving = decide_when_asked(approver_api, "approve")
+    assert reboot("worker-03") == "worker-03 rebooted"
+    approving.join()
+    [asked] = agent.approvals(status="approved")
+    assert (asked["text"], asked["payload"]) == ("Reboot worker-03", {"host": "worker-03"})
+
+    denying = decide_when_asked(approver_api, "deny")
+    with pytest.raises(Denied):
+        reboot("worker-04")
+    denying.join()
+    assert ran == ["worker-03"]
+
+
+def test_a_lease_is_refreshed_in_the_background_and_released_at_the_end(agent):
+    with agent.lease("checkout", "deploy", ttl=2, refresh_every=0.2) as lease:
+        wait_for(lambda: lease.refreshes >= 2, timeout=10, message="two refreshes")
+        lease.check()
+        assert agent.check("checkout", "deploy", lease.fencing_token)["live"]
+    claim = agent.inspect(lease.claim_id)
+    assert not claim["live"] and claim["released_at"]
+
+
+def test_a_lease_is_released_when_the_body_raises(agent):
+    with pytest.raises(RuntimeError), agent.lease("checkout", "deploy", ttl=30) as lease:
+        raise RuntimeError("the deploy failed")
+    assert not agent.inspect(lease.claim_id)["live"]
+
+
+def test_a_lost_lease_is_noticed_by_the_body_and_at_the_end(agent, supervisor_actor):
+    with pytest.raises(LeaseLost), agent.lease("checkout", "deploy", refresh_every=0.2) as lease:
+        services.force_release(lease.claim_id, actor=supervisor_actor, reason="stuck deploy")
+        assert lease.lost.wait(timeout=10)
+        with pytest.raises(LeaseLost):
+            lease.check()
+    assert lease.reason
+    assert not agent.inspect(lease.claim_id)["live"]
+
+
+def test_the_audit_trail_is_read_page_by_page(agent, auditor_api):
+    grant = agent.claim("checkout", "payment-form")
+    agent.release(grant["id"], grant["lease_token"])
+    actions = [event["action"] for event in auditor_api.audit_events(page_size=1)]
+    assert actions[-2:] == ["claim.acquired", "claim.released"]
+
+
+def test_jobs_are_submitted_and_followed(agent, server):
+    try:
+        jobs = list(agent.jobs())
+    except NotFound:
+        pytest.skip("this server has no /api/v1/jobs/ endpoint yet")
+    assert isinstance(jobs, list)
+    manifest = {"name": "noop", "steps": [{"name": "say", "run": "true"}]}
+    job = agent.submit_job(manifest, live=False)
+    assert agent.job(job["id"])["id"] == job["id"]
+    assert {"id", "status", "approval_id", "steps"} <= set(job)
