@@ -78,6 +78,7 @@ class Run:
             VAR_DIR=str(home / "var"),
             PORT=str(self.port),
             FAKE_TELEGRAM_PORT=str(free_port()),
+            MCP_PORT=str(free_port()),
         )
 
     def start(self):
@@ -138,7 +139,7 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     settings = (tmp_path / ".env").read_text()
     password = (tmp_path / "var" / "admin-password").read_text()
 
-    assert len(children) == 4, first.log()
+    assert len(children) == 5, first.log()
     assert "SECRET_KEY=" in settings and "TELEGRAM_WEBHOOK_SECRET=" in settings
     assert first.stop(signal.SIGINT) == 0, first.log()
     assert_all_gone(children)

@@ -145,9 +145,7 @@ def test_answer_is_the_user_of_the_token_not_a_label(mcp_http, agent_key):
     assert claimed["owner"] == "agent-owner" and claimed["agent_id"] == "someone-else"
 
 
-def test_request_over_mcp_carries_a_callback_signed_with_the_token(
-    mcp_http, agent_key, settings
-):
+def test_request_over_mcp_carries_a_callback_signed_with_the_token(mcp_http, agent_key, settings):
     settings.CALLBACK_ALLOWED_HOSTS = ["hooks.example.com"]
 
     async def session():
