@@ -1,6 +1,6 @@
 from django.db import models
 
-from telegram_bridge.models import OutboundMessage
+from telegram_bridge.models import Delivery
 
 
 class CallbackTarget(models.Model):
@@ -21,7 +21,7 @@ class CallbackTarget(models.Model):
         return self.url
 
 
-class Callback(models.Model):
+class Callback(Delivery):
     """One POST to a callback URL waiting to be made: the callbacks' transactional outbox.
 
     Written in the transaction of the decision it reports; ``idempotency_key`` names that
@@ -29,23 +29,9 @@ class Callback(models.Model):
     as the exact text that is signed and sent.
     """
 
-    Status = OutboundMessage.Status
-
     target = models.ForeignKey(CallbackTarget, on_delete=models.CASCADE, related_name="callbacks")
     idempotency_key = models.CharField(max_length=200, unique=True)
     body = models.TextField()
-    status = models.CharField(
-        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    requeues = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(db_index=True)
-    last_error = models.TextField(blank=True)
-    last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    failed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["created_at", "id"]
