@@ -12,7 +12,7 @@ Delivery is at least once: the receiver drops a repeat by its ``Idempotency-Key`
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import requests
@@ -41,10 +41,19 @@ _session = requests.Session()
 
 
 def deliver(callback_id: int) -> None:
-    """POST one callback if it is due, and record what came of it."""
-    callback = _take(Callback.objects.filter(pk=callback_id))
-    if callback is not None:
-        _record(callback, _post(callback))
+    """POST one callback if it is due, and record what came of it; a retry due within
+    ``OUTBOX_INLINE_WAIT_MAX`` is made here, a later one is scheduled."""
+    deadline = time.monotonic() + settings.OUTBOX_INLINE_WAIT_MAX
+    while (callback := _take(Callback.objects.filter(pk=callback_id))) is not None:
+        fields = _post(callback)
+        _record(callback, fields)
+        if fields["status"] != Status.FAILED:
+            return
+        retry_in = (fields["next_attempt_at"] - timezone.now()).total_seconds()
+        if time.monotonic() + retry_in > deadline:
+            _schedule_retry(callback.pk, fields["next_attempt_at"])
+            return
+        time.sleep(max(retry_in, 0.0))
 
 
 def sweep() -> dict[str, int]:
@@ -64,8 +73,11 @@ def sweep() -> dict[str, int]:
         callback = _take(Callback.objects.all())
         if callback is None:
             break
-        status = _record(callback, _post(callback))
-        outcomes[status] = outcomes.get(status, 0) + 1
+        fields = _post(callback)
+        _record(callback, fields)
+        if fields["status"] == Status.FAILED:
+            _schedule_retry(callback.pk, fields["next_attempt_at"])
+        outcomes[fields["status"]] = outcomes.get(fields["status"], 0) + 1
     return outcomes
 
 
@@ -105,7 +117,12 @@ def _post(callback: Callback) -> dict[str, Any]:
     except requests.RequestException as error:
         return _failed(callback, f"{type(error).__name__}: {error}", None, permanent=False)
     if 200 <= answer.status_code < 300:
-        return {"status": Status.SENT, "sent_at": timezone.now(), "last_error": ""}
+        return {
+            "status": Status.SENT,
+            "sent_at": timezone.now(),
+            "last_error": "",
+            "last_status_code": None,
+        }
     permanent = answer.status_code < 500 and answer.status_code not in RETRYABLE_CODES
     text = f"HTTP {answer.status_code}: {answer.text[:ERROR_TEXT_LIMIT]}"
     return _failed(callback, text, answer.status_code, permanent=permanent)
@@ -120,19 +137,14 @@ def _failed(callback: Callback, error: str, code: int | None, *, permanent: bool
     return {**fields, "status": Status.FAILED, "next_attempt_at": now + timedelta(seconds=retry_in)}
 
 
-def _record(callback: Callback, fields: dict[str, Any]) -> str:
-    """Write the outcome (unless the sweep took the row back meanwhile) and, for a retry,
-    schedule the next attempt; returns the new status."""
+def _record(callback: Callback, fields: dict[str, Any]) -> None:
+    """Write the outcome, unless the sweep took the row back meanwhile."""
     Callback.objects.filter(
         pk=callback.pk, status=Status.SENDING, attempts=callback.attempts
     ).update(updated_at=timezone.now(), **fields)
     if fields["status"] == Status.DEAD:
         logger.warning("Callback %s is dead: %s", callback.pk, fields["last_error"])
-    if fields["status"] == Status.FAILED:
-        schedule(
-            DELIVER_TASK,
-            callback.pk,
-            schedule_type=Schedule.ONCE,
-            next_run=fields["next_attempt_at"],
-        )
-    return fields["status"]
+
+
+def _schedule_retry(callback_id: int, when: datetime) -> None:
+    schedule(DELIVER_TASK, callback_id, schedule_type=Schedule.ONCE, next_run=when)

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
+from django_q.models import Schedule
 from model_bakery import baker
 
 from audit.models import AuditEvent
@@ -53,12 +54,40 @@ def make_due():
     Callback.objects.update(next_attempt_at=timezone.now())
 
 
-def test_decision_is_posted_signed_and_retried_after_a_500(agent_client, receiver, approver):
+def test_decision_is_posted_signed_and_retried_after_a_500(
+    agent_client, receiver, approver, settings
+):
+    settings.OUTBOX_BACKOFF_BASE = 0.05
     receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
     receiver.statuses = [500]
     asked = ask(agent_client, receiver.url).json()
     decide(asked["id"], approver)
     [callback] = Callback.objects.all()
+
+    delivery.deliver(callback.pk)
+
+    sent = Callback.objects.get()
+    assert sent.status == Status.SENT and sent.attempts == 2
+    assert sent.last_status_code is None and sent.last_error == ""
+    first, second = receiver.received
+    assert first.verified and second.verified
+    key = f"approval-{asked['id']}-approved"
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == key
+    body = json.loads(second.body)
+    assert body["event"] == "approval.approved"
+    assert body["approval"]["id"] == asked["id"]
+    assert body["approval"]["status"] == "approved"
+
+
+def test_a_retry_later_than_the_inline_wait_is_scheduled(
+    agent_client, receiver, approver, settings
+):
+    settings.OUTBOX_INLINE_WAIT_MAX = 0
+    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
+    receiver.statuses = [500]
+    asked = ask(agent_client, receiver.url).json()
+    decide(asked["id"], approver)
+    callback = Callback.objects.get()
 
     delivery.deliver(callback.pk)
     failed = Callback.objects.get()
@@ -67,15 +96,9 @@ def test_decision_is_posted_signed_and_retried_after_a_500(agent_client, receive
 
     assert failed.status == Status.FAILED and failed.last_status_code == 500
     assert failed.next_attempt_at > timezone.now()
+    retry = Schedule.objects.get(func="callbacks.tasks.deliver")
+    assert retry.args == f"({callback.pk},)" and retry.next_run == failed.next_attempt_at
     assert Callback.objects.get().status == Status.SENT
-    first, second = receiver.received
-    assert first.verified and second.verified
-    key = f"approval-{asked['id']}-approved"
-    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == key
-    sent = json.loads(second.body)
-    assert sent["event"] == "approval.approved"
-    assert sent["approval"]["id"] == asked["id"]
-    assert sent["approval"]["status"] == "approved"
 
 
 def test_postponing_sends_nothing_and_expiry_sends_once(agent_client, receiver, approver):
