@@ -249,7 +249,9 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         timeout = waiting.checked_timeout(
             request.query_params.get("timeout", waiting.MAX_WAIT_SECONDS)
         )
-        return Response(ApprovalSerializer.represent(waiting.wait_for_decision(pk, timeout)))
+        body = ApprovalSerializer.represent(waiting.wait_for_decision(pk, timeout))
+        waiting.let_go_of_the_database()
+        return Response(body)
 
     @extend_schema(
         summary="Ask for approval",

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -52,12 +51,7 @@ def environment(database_url, redis_url, run_id):
 
 def prepare(env, clients, approvals):
     """Migrate, then make one approver token per client and the pending requests to decide."""
-    support.migrate(env)
-    os.environ.update(env)
-    sys.path.insert(0, str(support.ROOT))
-    import django
-
-    django.setup()
+    support.setup_django(env)
     from django.contrib.auth.models import Group, User
     from django.db import connections
 

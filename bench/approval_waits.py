@@ -17,7 +17,6 @@ Redis from BENCH_REDIS_URL (default redis://127.0.0.1:6379/0).
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,12 +33,7 @@ SPARE_THREADS = 4
 
 def prepare(env):
     """Migrate, then make a requester and an approver with a token each."""
-    support.migrate(env)
-    os.environ.update(env)
-    sys.path.insert(0, str(support.ROOT))
-    import django
-
-    django.setup()
+    support.setup_django(env)
     from django.contrib.auth.models import Group, User
     from django.db import connections
 
@@ -124,6 +118,8 @@ def measure(label, env, keys, options, database_url):
     process = support.start_gunicorn(env, port, workers=1, threads=options.waiters + SPARE_THREADS)
     try:
         base_url = f"http://127.0.0.1:{port}"
+        # The master listens before it forks the worker; an answer means the worker is up.
+        requests.get(f"{base_url}/api/v1/", timeout=60)
         worker = worker_pid(process.pid)
         delays, helds = [], []
         for _ in range(options.rounds):

@@ -98,6 +98,17 @@ def migrate(env):
     )
 
 
+def setup_django(env):
+    """Migrate the database of ``env``, then set Django up on it in this process, so a benchmark
+    can make its users, tokens and requests through the services."""
+    migrate(env)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
 def start_gunicorn(env, port, *, workers, threads, worker_class="gthread"):
     """Start gunicorn on 127.0.0.1:``port`` and return once it accepts connections.
 

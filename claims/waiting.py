@@ -4,12 +4,13 @@ An agent that asked for approval wants the answer as soon as it exists, and a we
 hold many such waiters at once. So a waiter holds a thread and nothing else: it looks at the
 request, closes its database connection, and sleeps until woken or until its next look.
 
-With ``REDIS_URL`` set, a decision wakes the waiters at once: every decision, expiry or default
-outcome publishes the request's id on a Redis channel when its transaction commits (the
-subscriber is registered in ``ClaimsConfig.ready()``), and one listener thread per process wakes
-the waiters of that id. A look at the database every ``REDIS_RECHECK_INTERVAL`` seconds still
-catches a wake-up lost to a Redis outage. Without Redis, waiters look every ``POLL_INTERVAL``
-seconds.
+One watcher thread per process wakes the waiters of a decided request. With ``REDIS_URL`` set it
+listens on a Redis channel where every decision, expiry and default outcome publishes the
+request's id when its transaction commits (the subscriber is registered in
+``ClaimsConfig.ready()``); while it is not subscribed, waiters look for themselves every
+``POLL_INTERVAL`` seconds. Without Redis it asks the database every ``POLL_INTERVAL`` seconds, in
+one query for all the requests waited on, which of them are decided. Either way each waiter also
+looks every ``RECHECK_INTERVAL`` seconds, in case a wake-up was lost.
 """
 
 import logging
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 
@@ -39,14 +40,15 @@ logger = logging.getLogger(__name__)
 # The longest one wait may last: well under the proxy's and the clients' read timeouts, so a long
 # wait is many short ones (docs/api.md).
 MAX_WAIT_SECONDS = 30.0
-# Without Redis: how often a waiter looks at the request.
+# How often the watcher asks the database (without Redis), or a waiter looks for itself (while
+# the Redis subscription is down).
 POLL_INTERVAL = 0.5
-# With Redis: how often a waiter looks anyway, in case a wake-up was lost.
-REDIS_RECHECK_INTERVAL = 5.0
+# How often a waiter looks anyway, in case a wake-up was lost.
+RECHECK_INTERVAL = 5.0
 # Redis pub/sub channels are shared by every database of a server; a message from another
 # deployment names an id nobody here waits for and wakes no one.
 CHANNEL = "claimdesk:approval-decided"
-# How long the listener waits before reconnecting after Redis failed it.
+# How long the Redis listener waits before reconnecting after Redis failed it.
 RECONNECT_DELAY = 1.0
 
 
@@ -65,11 +67,11 @@ def wait_for_decision(approval_id: uuid.UUID | str, timeout: float) -> ApprovalR
         while True:
             if approval.status not in ApprovalRequest.AWAITING_DECISION:
                 return approval
-            _let_go_of_the_database()
+            let_go_of_the_database()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return approval
-            woken.wait(min(remaining, _recheck_interval()))
+            woken.wait(min(remaining, _watcher().recheck_interval()))
             woken.clear()
             approval = get_approval(approval.pk)
 
@@ -91,34 +93,33 @@ def checked_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _let_go_of_the_database() -> None:
+def let_go_of_the_database() -> None:
+    """Close this thread's database connection, outside a transaction.
+
+    A caller that reads more after a wait (the request's votes, to answer with it) calls it once
+    done, or every thread that served a wait would keep an idle connection for
+    ``DATABASE_CONN_MAX_AGE`` seconds: a process holding hundreds of waiters would hold hundreds
+    of connections.
+    """
     # Inside a transaction (a test's, or a caller's mistake) the connection is not ours to close.
     if not connection.in_atomic_block:
         connection.close()
 
 
-def _recheck_interval() -> float:
-    listener = _listener()
-    return REDIS_RECHECK_INTERVAL if listener and listener.subscribed.is_set() else POLL_INTERVAL
-
-
 @contextmanager
 def _wake_up_for(approval_id: uuid.UUID) -> Iterator[threading.Event]:
-    """An event set when ``approval_id`` is announced decided, for as long as the block runs.
+    """An event set when ``approval_id`` is decided, for as long as the block runs.
 
     Registered before the first look at the request, so a decision between that look and the
     sleep still wakes the waiter.
     """
     woken = threading.Event()
-    listener = _listener()
-    if listener is None:
-        yield woken
-        return
-    listener.add(str(approval_id), woken)
+    watcher = _watcher()
+    watcher.add(str(approval_id), woken)
     try:
         yield woken
     finally:
-        listener.remove(str(approval_id), woken)
+        watcher.remove(str(approval_id), woken)
 
 
 # --- Announcing decisions -------------------------------------------------------------------
@@ -144,23 +145,26 @@ def subscribe_to_decisions() -> None:
         subscribe(event_type, announce_decision)
 
 
-# --- The listener: one Redis subscription per process ---------------------------------------
+# --- The watcher: one per process ------------------------------------------------------------
 
 
-class _Listener:
-    """A daemon thread subscribed to ``CHANNEL`` that sets the events of an announced id."""
+class _Watcher:
+    """The waiters of this process by request id, and a daemon thread that wakes them."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.subscribed = threading.Event()
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: defaultdict[str, set[threading.Event]] = defaultdict(set)
+        self._someone_waits = threading.Event()
         self._thread = threading.Thread(target=self._run, name="approval-waits", daemon=True)
         self._thread.start()
+
+    def recheck_interval(self) -> float:
+        return RECHECK_INTERVAL
 
     def add(self, approval_id: str, woken: threading.Event) -> None:
         with self._lock:
             self._waiters[approval_id].add(woken)
+            self._someone_waits.set()
 
     def remove(self, approval_id: str, woken: threading.Event) -> None:
         with self._lock:
@@ -169,20 +173,70 @@ class _Listener:
                 waiting.discard(woken)
                 if not waiting:
                     del self._waiters[approval_id]
+            if not self._waiters:
+                self._someone_waits.clear()
 
-    def _wake(self, approval_id: str) -> None:
+    def waited_for(self) -> list[str]:
         with self._lock:
-            for woken in self._waiters.get(approval_id, ()):
-                woken.set()
+            return list(self._waiters)
+
+    def wake(self, approval_ids: Iterable[str]) -> None:
+        with self._lock:
+            for approval_id in approval_ids:
+                for woken in self._waiters.get(approval_id, ()):
+                    woken.set()
+
+    def wake_everyone(self) -> None:
+        self.wake(self.waited_for())
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _DatabaseWatcher(_Watcher):
+    """Asks the database which of the requests waited on are decided, in one query per tick, on
+    one connection it closes whenever nobody waits."""
 
     def _run(self) -> None:
         while True:
+            self._someone_waits.wait()
+            time.sleep(POLL_INTERVAL)
+            waited_for = self.waited_for()
             try:
+                still_awaiting = {
+                    str(pk)
+                    for pk in ApprovalRequest.objects.filter(
+                        pk__in=waited_for, status__in=ApprovalRequest.AWAITING_DECISION
+                    ).values_list("pk", flat=True)
+                }
+            except Exception:
+                # A database that failed the watcher fails the waiters' own looks too, with an
+                # error their callers see; wake them to find out.
+                logger.exception("Could not look for decided approval requests")
+                still_awaiting = set()
+            self.wake([pk for pk in waited_for if pk not in still_awaiting])
+            if not self._someone_waits.is_set():
+                connection.close()
+
+
+class _RedisListener(_Watcher):
+    """Subscribed to ``CHANNEL``: wakes the waiters of each announced id."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.subscribed = threading.Event()
+        super().__init__()
+
+    def recheck_interval(self) -> float:
+        return RECHECK_INTERVAL if self.subscribed.is_set() else POLL_INTERVAL
+
+    def _run(self) -> None:
+        while True:
+            with suppress(redis.RedisError):
                 self._listen()
-            except redis.RedisError:
-                logger.warning("Lost the Redis subscription to decisions; reconnecting")
+            logger.warning("Lost the Redis subscription to decisions; reconnecting")
             self.subscribed.clear()
-            self._wake_everyone()
+            self.wake_everyone()
             time.sleep(RECONNECT_DELAY)
 
     def _listen(self) -> None:
@@ -191,35 +245,27 @@ class _Listener:
             pubsub.subscribe(CHANNEL)
             self.subscribed.set()
             # Announcements missed while (re)connecting are caught by one look each.
-            self._wake_everyone()
+            self.wake_everyone()
             for message in pubsub.listen():
                 data = message.get("data")
                 if isinstance(data, bytes):
-                    self._wake(data.decode("ascii", "replace"))
+                    self.wake([data.decode("ascii", "replace")])
         finally:
             pubsub.close()
 
-    def _wake_everyone(self) -> None:
-        with self._lock:
-            for waiting in self._waiters.values():
-                for woken in waiting:
-                    woken.set()
+
+_watchers: dict[tuple[int, str], _Watcher] = {}
+_watchers_lock = threading.Lock()
 
 
-_listeners: dict[tuple[int, str], _Listener] = {}
-_listeners_lock = threading.Lock()
-
-
-def _listener() -> _Listener | None:
-    """This process's listener for ``REDIS_URL``, started on first use; None without Redis."""
+def _watcher() -> _Watcher:
+    """This process's watcher for ``REDIS_URL`` (the database's without it), started on first
+    use: per process, since a forked worker inherits no threads, and per URL, since tests point
+    ``REDIS_URL`` elsewhere."""
     url = settings.REDIS_URL
-    if not url:
-        return None
-    # Per process, since a forked worker inherits no threads, and per URL, since tests point
-    # REDIS_URL elsewhere.
     key = (os.getpid(), url)
-    with _listeners_lock:
-        listener = _listeners.get(key)
-        if listener is None:
-            listener = _listeners[key] = _Listener(url)
-        return listener
+    with _watchers_lock:
+        watcher = _watchers.get(key)
+        if watcher is None:
+            watcher = _watchers[key] = _RedisListener(url) if url else _DatabaseWatcher()
+        return watcher

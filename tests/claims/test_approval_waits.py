@@ -13,17 +13,9 @@ from backoffice.actors import Actor, Source
 from backoffice.errors import InvalidInput, NotFound
 from claims import services, waiting
 from claims.models import ApprovalRequest
+from tests.telegram.worker import wait_for
 
 Status = ApprovalRequest.Status
-
-
-def poll(what, condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Waiter:
@@ -65,6 +57,27 @@ def ask(agent_actor):
         )
 
     return ask
+
+
+@pytest.fixture
+def redis_waiters(settings, test_redis, monkeypatch):
+    """``redis_waiters(approval, n)``: n waiters on the request, once the process's Redis
+    listener is subscribed and they all wait; only an announcement can wake them within the
+    tests' bounds."""
+    settings.REDIS_URL = test_redis.url
+    monkeypatch.setattr(waiting, "RECHECK_INTERVAL", 25.0)
+
+    def start(approval, count):
+        waiters = [Waiter(approval.pk, 28) for _ in range(count)]
+        listener = waiting._watcher()
+        wait_for(listener.subscribed.is_set, message="the listener to subscribe")
+        wait_for(
+            lambda: len(listener._waiters.get(str(approval.pk), ())) == count,
+            message="the waiters to wait",
+        )
+        return waiters
+
+    return start
 
 
 @pytest.mark.django_db
@@ -115,8 +128,8 @@ def test_a_timeout_may_be_given_as_a_number_or_its_text(timeout, seconds):
 def test_a_waiter_lets_go_of_its_database_connection_while_it_waits(ask, approver_actor):
     approval = ask()
     waiter = Waiter(approval.pk, 20)
-    poll("the waiter to open its connection", lambda: waiter.connection is not None)
-    poll("the waiter to close its connection", lambda: waiter.connection.connection is None)
+    wait_for(lambda: waiter.connection is not None, message="the waiter to open its connection")
+    wait_for(lambda: waiter.connection.connection is None, message="the waiter to let go of it")
     assert waiter.thread.is_alive()
     services.decide(approval.pk, "approve", actor=approver_actor)
     assert waiter.join().status == Status.APPROVED
@@ -124,13 +137,24 @@ def test_a_waiter_lets_go_of_its_database_connection_while_it_waits(ask, approve
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_without_redis_waiters_see_the_decision_at_their_next_look(ask, approver_actor, settings):
+def test_without_redis_the_watcher_wakes_the_waiters_of_a_decided_request(
+    ask, approver_actor, settings, monkeypatch
+):
     settings.REDIS_URL = ""
-    approval = ask()
-    waiters = [Waiter(approval.pk, 20) for _ in range(5)]
+    # Only the watcher's look at the database can wake them within the test's bound.
+    monkeypatch.setattr(waiting, "RECHECK_INTERVAL", 25.0)
+    approval, other = ask(), ask()
+    waiters = [Waiter(approval.pk, 28) for _ in range(5)]
+    bystander = Waiter(other.pk, 2)
+    watcher = waiting._watcher()
+    wait_for(
+        lambda: len(watcher._waiters.get(str(approval.pk), ())) == 5, message="the waiters to wait"
+    )
     services.decide(approval.pk, "deny", actor=approver_actor)
     assert {waiter.join().status for waiter in waiters} == {Status.DENIED}
     assert max(waiter.elapsed for waiter in waiters) < 10
+    assert bystander.join().status == Status.PENDING
+    assert bystander.elapsed >= 2
 
 
 @pytest.mark.postgres
@@ -145,17 +169,9 @@ def test_a_postponed_request_is_still_waited_for(ask, approver_actor):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_with_redis_a_decision_wakes_every_waiter_at_once(
-    ask, approver_actor, settings, test_redis, monkeypatch
-):
-    settings.REDIS_URL = test_redis.url
-    # Only the announcement can wake them within the test's bound.
-    monkeypatch.setattr(waiting, "REDIS_RECHECK_INTERVAL", 25.0)
+def test_with_redis_a_decision_wakes_every_waiter_at_once(ask, approver_actor, redis_waiters):
     approval = ask()
-    waiters = [Waiter(approval.pk, 28) for _ in range(5)]
-    listener = waiting._listener()
-    poll("the listener to subscribe", listener.subscribed.is_set)
-    poll("the waiters to wait", lambda: len(listener._waiters.get(str(approval.pk), ())) == 5)
+    waiters = redis_waiters(approval, 5)
     decided = time.monotonic()
     services.decide(approval.pk, "approve", actor=approver_actor)
     assert {waiter.join().status for waiter in waiters} == {Status.APPROVED}
@@ -164,16 +180,9 @@ def test_with_redis_a_decision_wakes_every_waiter_at_once(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_with_redis_an_expiry_wakes_the_waiter(
-    ask, settings, test_redis, monkeypatch, django_user_model
-):
-    settings.REDIS_URL = test_redis.url
-    monkeypatch.setattr(waiting, "REDIS_RECHECK_INTERVAL", 25.0)
+def test_with_redis_an_expiry_wakes_the_waiter(ask, redis_waiters):
     approval = ask()
-    waiter = Waiter(approval.pk, 28)
-    listener = waiting._listener()
-    poll("the waiter to wait", lambda: str(approval.pk) in listener._waiters)
-    poll("the listener to subscribe", listener.subscribed.is_set)
+    [waiter] = redis_waiters(approval, 1)
     services.expire_overdue(
         actor=Actor(source=Source.SYSTEM), now=timezone.now() + timedelta(days=30)
     )
