@@ -34,12 +34,7 @@ START_SECONDS = 60
 
 def prepare(env, clients):
     """Migrate, then make one agent and token per client, and a claim for them to inspect."""
-    support.migrate(env)
-    os.environ.update(env)
-    sys.path.insert(0, str(support.ROOT))
-    import django
-
-    django.setup()
+    support.setup_django(env)
     from django.contrib.auth.models import User
     from django.db import connections
 

@@ -50,6 +50,16 @@ def decide(approval_id, approver, decision=Decision.APPROVE):
     claims_services.decide(approval_id, decision, actor=Actor(Source.ADMIN, approver))
 
 
+def decided(agent_client, receiver, approver, *statuses):
+    """A request with a callback to ``receiver``, approved; the receiver knows the token's
+    secret and will answer ``statuses`` first. Returns the request as the API showed it."""
+    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
+    receiver.statuses = list(statuses)
+    asked = ask(agent_client, receiver.url).json()
+    decide(asked["id"], approver)
+    return asked
+
+
 def make_due():
     Callback.objects.update(next_attempt_at=timezone.now())
 
@@ -58,10 +68,7 @@ def test_decision_is_posted_signed_and_retried_after_a_500(
     agent_client, receiver, approver, settings
 ):
     settings.OUTBOX_BACKOFF_BASE = 0.05
-    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
-    receiver.statuses = [500]
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    asked = decided(agent_client, receiver, approver, 500)
     [callback] = Callback.objects.all()
 
     delivery.deliver(callback.pk)
@@ -83,10 +90,7 @@ def test_a_retry_later_than_the_inline_wait_is_scheduled(
     agent_client, receiver, approver, settings
 ):
     settings.OUTBOX_INLINE_WAIT_MAX = 0
-    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
-    receiver.statuses = [500]
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    decided(agent_client, receiver, approver, 500)
     callback = Callback.objects.get()
 
     delivery.deliver(callback.pk)
@@ -172,10 +176,7 @@ def test_each_token_has_its_own_secret(db):
 
 
 def test_a_refusal_is_dead_at_once_and_staff_requeue_it(agent_client, receiver, approver):
-    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
-    receiver.statuses = [404]
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    decided(agent_client, receiver, approver, 404)
     callback = Callback.objects.get()
     delivery.deliver(callback.pk)
     assert Callback.objects.get().status == Status.DEAD
@@ -192,8 +193,7 @@ def test_a_refusal_is_dead_at_once_and_staff_requeue_it(agent_client, receiver, 
 
 
 def test_a_host_no_longer_allowed_is_not_called(agent_client, receiver, approver, settings):
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    decided(agent_client, receiver, approver)
     settings.CALLBACK_ALLOWED_HOSTS = []
 
     delivery.deliver(Callback.objects.get().pk)
@@ -204,10 +204,7 @@ def test_a_host_no_longer_allowed_is_not_called(agent_client, receiver, approver
 
 def test_retries_stop_at_the_outbox_limit(agent_client, receiver, approver, settings):
     settings.OUTBOX_MAX_ATTEMPTS = 2
-    receiver.secret = agent_client.get("/api/v1/callbacks/secret/").json()["secret"]
-    receiver.statuses = [503, 503]
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    decided(agent_client, receiver, approver, 503, 503)
 
     for _ in range(2):
         make_due()
@@ -220,8 +217,7 @@ def test_retries_stop_at_the_outbox_limit(agent_client, receiver, approver, sett
 def test_staff_requeue_a_dead_callback_from_the_admin(
     agent_client, receiver, approver, admin_client
 ):
-    asked = ask(agent_client, receiver.url).json()
-    decide(asked["id"], approver)
+    decided(agent_client, receiver, approver)
     Callback.objects.update(status=Status.DEAD)
     callback = Callback.objects.get()
 
