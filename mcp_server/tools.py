@@ -60,6 +60,16 @@ def _json(data: Any) -> str:
     return json.dumps(data, cls=JSONEncoder, ensure_ascii=False)
 
 
+def _result(data: dict[str, Any], *, is_error: bool = False) -> CallToolResult:
+    """``data`` as the text an agent reads and the structured content a program reads."""
+    text = _json(data)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=json.loads(text),
+        is_error=is_error,
+    )
+
+
 def answer(tool: Callable[..., dict[str, Any]]) -> Callable[..., CallToolResult]:
     """Run ``tool`` and answer with its JSON; a domain error becomes a tool error with its code.
 
@@ -70,20 +80,11 @@ def answer(tool: Callable[..., dict[str, Any]]) -> Callable[..., CallToolResult]
     @functools.wraps(tool)
     def call(*args: Any, **kwargs: Any) -> CallToolResult:
         try:
-            data = tool(*args, **kwargs)
+            return _result(tool(*args, **kwargs))
         except DomainError as error:
-            body = error.as_dict()
-            return CallToolResult(
-                content=[TextContent(type="text", text=_json(body))],
-                structured_content=json.loads(_json(body)),
-                is_error=True,
-            )
+            return _result(error.as_dict(), is_error=True)
         finally:
             connections.close_all()
-        return CallToolResult(
-            content=[TextContent(type="text", text=_json(data))],
-            structured_content=json.loads(_json(data)),
-        )
 
     return call
 
