@@ -4,23 +4,13 @@ import asyncio
 
 import httpx2
 import pytest
-from django.db import connections
 from model_bakery import baker
 
 from backoffice.actors import Actor, Source
 from claims import services
-from claims.models import ApprovalRequest, Decision
+from claims.models import ApprovalRequest
 
-from .answers import data
-
-
-def approve(approval_id, approver):
-    """The approver decides in the admin's channel, in a thread of its own."""
-    try:
-        services.decide(approval_id, Decision.APPROVE, actor=Actor(Source.ADMIN, approver))
-    finally:
-        connections.close_all()
-
+from .answers import approve, data
 
 TOOLS = {"claim", "refresh", "release", "inspect", "request_approval", "await_decision"}
 

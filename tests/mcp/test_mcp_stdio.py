@@ -14,7 +14,7 @@ from backoffice.cli import EXIT_USAGE
 from claims.models import Claim
 from tests.telegram.worker import MANAGE_PY, database_url
 
-from .answers import data
+from .answers import approve, data
 
 
 def server(*options):
@@ -26,7 +26,9 @@ def server(*options):
     )
 
 
-def test_agent_on_this_machine_claims_and_releases_as_its_user(transactional_db):
+def test_agent_on_this_machine_claims_asks_awaits_and_releases_as_its_user(
+    transactional_db, approver
+):
     baker.make("auth.User", username="ci", is_active=True)
 
     async def session():
@@ -38,18 +40,30 @@ def test_agent_on_this_machine_claims_and_releases_as_its_user(transactional_db)
                 )
             )
             inspected = data(await client.call_tool("inspect", {"story": "s-1", "todolist": "t-1"}))
+            asked = data(
+                await client.call_tool(
+                    "request_approval",
+                    {"kind": "claim", "text": "Work on s-1?", "claim_id": claimed["id"]},
+                )
+            )
+            waiter = asyncio.create_task(
+                client.call_tool("await_decision", {"approval_id": asked["id"]})
+            )
+            await asyncio.to_thread(approve, asked["id"], approver)
+            decided = data(await waiter)
             released = data(
                 await client.call_tool(
                     "release", {"claim_id": claimed["id"], "lease_token": claimed["lease_token"]}
                 )
             )
-            return listed, claimed, inspected, released
+            return listed, claimed, inspected, decided, released
 
-    listed, claimed, inspected, released = asyncio.run(session())
+    listed, claimed, inspected, decided, released = asyncio.run(session())
 
     assert "await_decision" in {tool.name for tool in listed.tools}
     assert claimed["owner"] == "ci" and claimed["live"] is True
     assert inspected["fencing_token"] == claimed["fencing_token"]
+    assert decided["status"] == "approved" and decided["requested_by"] == "ci"
     assert released["live"] is False
     assert Claim.objects.get().released_at is not None
 
