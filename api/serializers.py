@@ -278,6 +278,20 @@ class ApprovalRequestSerializer(serializers.Serializer):
     claim = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, help_text="The id of a related claim."
     )
+    callback_url = StrictCharField(
+        required=False,
+        allow_blank=True,
+        help_text="https URL on a host in CALLBACK_ALLOWED_HOSTS: the request's new state is "
+        "POSTed there, signed with this token's secret, once it is decided or expires "
+        "(docs/callbacks.md).",
+    )
+
+
+class CallbackSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="The HMAC-SHA256 key of this token's callbacks.")
+    signature_header = serializers.CharField()
+    timestamp_header = serializers.CharField()
+    idempotency_header = serializers.CharField()
 
 
 class DecisionSerializer(serializers.Serializer):

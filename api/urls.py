@@ -16,6 +16,7 @@ router.register("outbox", views.OutboundMessageViewSet, basename="outboundmessag
 
 app_name = "api"
 urlpatterns = [
+    path("v1/callbacks/secret/", views.CallbackSecretView.as_view(), name="callback-secret"),
     path("v1/", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

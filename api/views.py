@@ -15,11 +15,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
+from rest_framework.views import APIView
 
 from audit.models import AuditEvent
 from automation import selectors as job_selectors
 from automation import services as jobs
 from backoffice.actors import Actor
+from callbacks import services as callback_services
+from callbacks import signing
 from claims import services, waiting
 from claims.models import ApprovalRequest, Claim, Decision
 from claims.selectors import get_claim, resolve_approval
@@ -42,6 +45,7 @@ from .serializers import (
     ApprovalRequestSerializer,
     ApprovalSerializer,
     AuditEventSerializer,
+    CallbackSecretSerializer,
     ClaimRequestSerializer,
     ClaimSerializer,
     DecisionResultSerializer,
@@ -89,6 +93,12 @@ WAIT_TIMEOUT = OpenApiParameter(
 def lease_token_from(request: Request, data: dict[str, Any]) -> str:
     """The caller's lease token: the body's field, else the Lease-Token header."""
     return data.get("lease_token") or request.headers.get(LEASE_TOKEN_HEADER, "").strip()
+
+
+def signer_of(request: Request) -> str:
+    """The key prefix of the API token behind ``request``, which signs its callbacks; "" for a
+    session."""
+    return getattr(request.auth, "token_key", "") or ""
 
 
 def claim_actor(request: Request, data: dict[str, Any]) -> Actor:
@@ -263,13 +273,15 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @idempotent
     def create(self, request: Request) -> Response:
         data = validated(ApprovalRequestSerializer, request)
-        approval = services.request_approval(
+        approval = callback_services.request_approval(
             kind=data["kind"],
             text=data["text"],
             agent_id=data.get("agent_id", ""),
             claim_id=data.get("claim"),
             payload=data.get("payload"),
             actor=api_actor(request, label=data.get("agent_id", "")),
+            callback_url=data.get("callback_url", ""),
+            signer=signer_of(request),
         )
         return Response(ApprovalSerializer.represent(approval), status.HTTP_201_CREATED)
 
@@ -443,3 +455,28 @@ class OutboundMessageViewSet(viewsets.ReadOnlyModelViewSet):
         requeued = dead_letters.requeue(pk, actor=api_actor(request))
         message = outbox.get(pk)
         return Response({**OutboundMessageSerializer.represent(message), "requeued": requeued})
+
+
+class CallbackSecretView(APIView):
+    """The secret that signs the callbacks of requests made with this API token."""
+
+    @extend_schema(
+        summary="Your callback signing secret",
+        description="Derived from the token that calls: each token has its own. A session has "
+        "none (403). See docs/callbacks.md.",
+        responses={200: CallbackSecretSerializer, **errors(401, 403, 429)},
+    )
+    def get(self, request: Request) -> Response:
+        signer = signer_of(request)
+        if not signer:
+            return Response(
+                error_body("forbidden", "Only an API token has a callback secret."),
+                status.HTTP_403_FORBIDDEN,
+            )
+        body = {
+            "secret": signing.secret_for(signer),
+            "signature_header": signing.SIGNATURE_HEADER,
+            "timestamp_header": signing.TIMESTAMP_HEADER,
+            "idempotency_header": signing.IDEMPOTENCY_HEADER,
+        }
+        return Response(body, headers={"Cache-Control": "no-store"})

@@ -24,6 +24,11 @@ SCHEDULES = [
         "minutes": 1,
     },
     {
+        "name": "Deliver due decision callbacks",
+        "func": "callbacks.tasks.sweep",
+        "minutes": 1,
+    },
+    {
         "name": "Process inbound updates whose task was lost",
         "func": "telegram_bridge.tasks.process_stale_updates",
         "minutes": 1,

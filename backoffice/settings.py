@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "automation",
     "telegram_bridge",
     "api",
+    "callbacks",
+    "mcp_server",
     "backoffice",
 ]
 
@@ -235,6 +237,10 @@ OUTBOX_TASK_DRAIN_SECONDS = env.float("OUTBOX_TASK_DRAIN_SECONDS", default=10.0)
 OUTBOX_REQUEUE_MAX = env.int("OUTBOX_REQUEUE_MAX", default=3)
 OUTBOX_REQUEUE_WINDOW_HOURS = env.int("OUTBOX_REQUEUE_WINDOW_HOURS", default=72)
 OUTBOX_REQUEUE_BATCH = env.int("OUTBOX_REQUEUE_BATCH", default=10)
+# Decision callbacks (callbacks/): the hosts a callback_url may name (Django ALLOWED_HOSTS
+# patterns; empty: no callbacks), and how long one POST may take. Retries: the OUTBOX_* above.
+CALLBACK_ALLOWED_HOSTS = env.list("CALLBACK_ALLOWED_HOSTS", default=[])
+CALLBACK_TIMEOUT = env.float("CALLBACK_TIMEOUT", default=10.0)
 # Inbound updates (telegram_bridge.views, telegram_bridge.polling). The webhook answers 404 while
 # the secret is unset; Telegram echoes it in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Za-z0-9_-).
 TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")

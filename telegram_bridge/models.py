@@ -2,12 +2,11 @@ from django.conf import settings
 from django.db import models
 
 
-class OutboundMessage(models.Model):
-    """One Bot API call waiting to be made: the transactional outbox.
+class Delivery(models.Model):
+    """Where one outbound call stands: queued, being sent, sent, failed (to retry) or dead.
 
-    Rows are written in the same transaction as the change that causes them and delivered by a
-    worker after commit. ``dedupe_key`` names the domain event, so the same event is never queued
-    twice.
+    The Telegram outbox and the decision callbacks (``callbacks.Callback``) share these fields and
+    the retry policy that fills them (``delivery.backoff``, ``OUTBOX_*``).
     """
 
     class Status(models.TextChoices):
@@ -17,10 +16,6 @@ class OutboundMessage(models.Model):
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead"
 
-    method = models.CharField(max_length=64, default="sendMessage")
-    chat_id = models.BigIntegerField(db_index=True)
-    payload = models.JSONField(default=dict)
-    dedupe_key = models.CharField(max_length=200, unique=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
@@ -29,11 +24,28 @@ class OutboundMessage(models.Model):
     next_attempt_at = models.DateTimeField(db_index=True)
     last_error = models.TextField(blank=True)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    telegram_message_id = models.BigIntegerField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class OutboundMessage(Delivery):
+    """One Bot API call waiting to be made: the transactional outbox.
+
+    Rows are written in the same transaction as the change that causes them and delivered by a
+    worker after commit. ``dedupe_key`` names the domain event, so the same event is never queued
+    twice.
+    """
+
+    method = models.CharField(max_length=64, default="sendMessage")
+    chat_id = models.BigIntegerField(db_index=True)
+    payload = models.JSONField(default=dict)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    telegram_message_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -93,6 +93,7 @@ class Run:
             VAR_DIR=str(home / "var"),
             PORT=str(self.port),
             FAKE_TELEGRAM_PORT=str(free_port()),
+            MCP_PORT=str(free_port()),
         )
 
     def start(self):

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class CallbacksConfig(AppConfig):
+    name = "callbacks"
+    verbose_name = "Decision callbacks"
+
+    def ready(self) -> None:
+        from claims import events
+
+        from . import outbox
+
+        # A request's callback URL hears of the decision, whoever or whatever took it.
+        for settled in (events.ApprovalDecided, events.ApprovalExpired, events.ApprovalDefaulted):
+            events.subscribe(settled, outbox.approval_settled)

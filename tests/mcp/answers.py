@@ -1,0 +1,23 @@
+"""What the MCP tests share: reading a tool's answer, and a decision taken in another channel."""
+
+import json
+from typing import Any
+
+from django.db import connections
+
+from backoffice.actors import Actor, Source
+from claims import services
+from claims.models import Decision
+
+
+def data(result: Any) -> dict[str, Any]:
+    """A tool's answer, or its error, as the JSON it carries."""
+    return json.loads(result.content[0].text)
+
+
+def approve(approval_id: str, approver: Any) -> None:
+    """The approver decides in the admin's channel, in a thread of its own (``to_thread``)."""
+    try:
+        services.decide(approval_id, Decision.APPROVE, actor=Actor(Source.ADMIN, approver))
+    finally:
+        connections.close_all()
