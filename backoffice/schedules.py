@@ -30,4 +30,9 @@ SCHEDULES = [
         "func": "telegram_bridge.tasks.auto_requeue",
         "minutes": 15,
     },
+    {
+        "name": "Publish a checkpoint of the audit chain",
+        "func": "audit.tasks.checkpoint",
+        "minutes": 60,
+    },
 ]
