@@ -21,7 +21,7 @@ from claims.events import publish
 from . import chain
 from .events import AuditCheckpointed
 from .models import AuditEvent, ChainHead, Checkpoint
-from .selectors import link_values
+from .selectors import chain_head, link_values
 
 # One statement takes the next sequence number and the previous hash, and locks the head row
 # until the writer's transaction ends: concurrent writers queue there and make one chain.
@@ -50,8 +50,7 @@ def record(
     details = json.loads(json.dumps(details or {}))
     # Outside a transaction the head's update and the insert still commit together.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(NEXT_LINK.format(table=connection.ops.quote_name(ChainHead._meta.db_table)))
-        seq, prev_hash = cursor.fetchone()
+        seq, prev_hash = next_link(cursor)
         event = AuditEvent(
             seq=seq,
             prev_hash=prev_hash,
@@ -70,6 +69,19 @@ def record(
     return event
 
 
+def next_link(cursor: Any) -> tuple[int, str]:
+    """The next sequence number and the hash before it; the head row is locked until commit."""
+    statement = NEXT_LINK.format(table=connection.ops.quote_name(ChainHead._meta.db_table))
+    cursor.execute(statement)
+    row = cursor.fetchone()
+    if row is None:
+        # The migration makes the row; only an emptied database (a test flush) lacks it.
+        ChainHead.objects.get_or_create(pk=1, defaults={"seq": 0, "hash": chain.GENESIS})
+        cursor.execute(statement)
+        row = cursor.fetchone()
+    return row[0], row[1]
+
+
 def checkpoint(*, actor: Actor, force: bool = False) -> Checkpoint | None:
     """Sign the chain head and publish it: a ``Checkpoint`` row, a line in
     ``AUDIT_CHECKPOINT_FILE`` and an ``AuditCheckpointed`` event (the audit channel on Telegram).
@@ -78,7 +90,7 @@ def checkpoint(*, actor: Actor, force: bool = False) -> Checkpoint | None:
     ``force``. Returns the new checkpoint, if any.
     """
     with transaction.atomic():
-        head = ChainHead.objects.get()
+        head = chain_head()
         last = Checkpoint.objects.first()
         if head.seq == 0 or (last is not None and last.seq == head.seq and not force):
             return None

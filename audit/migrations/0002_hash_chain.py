@@ -80,17 +80,17 @@ def chain_existing_events(apps, schema_editor):
 def install_triggers(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY_POSTGRES)
+        schema_editor.execute(APPEND_ONLY_POSTGRES, params=None)
     elif vendor == "sqlite":
-        schema_editor.execute(ADVANCE_HEAD_SQLITE)
+        schema_editor.execute(ADVANCE_HEAD_SQLITE, params=None)
 
 
 def drop_triggers(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(DROP_POSTGRES)
+        schema_editor.execute(DROP_POSTGRES, params=None)
     elif vendor == "sqlite":
-        schema_editor.execute(DROP_SQLITE)
+        schema_editor.execute(DROP_SQLITE, params=None)
 
 
 class Migration(migrations.Migration):

@@ -1,6 +1,6 @@
 import csv
 import json
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.utils import timezone
@@ -25,7 +25,7 @@ def moment(name: str, value: str | None) -> datetime | None:
         parsed = datetime.combine(day, time.min)
     if parsed is None:
         raise InvalidInput({name: f"{value!r} is not an ISO date or date-time"})
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.utc)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 class Command(JsonCommand):
