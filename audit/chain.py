@@ -11,8 +11,8 @@ not hold the key cannot make an altered, inserted or deleted event fit the chain
 checkpoint (the chain head's sequence number, hash and time) is signed with the same key and
 published outside the database, so it proves that everything up to it existed at that time.
 
-The exit code is 0 when the export is intact, 1 at the first broken link (reported on stderr),
-2 for unusable input.
+It prints a JSON report on stdout; the exit code is 0 when the export is intact, 1 at the first
+broken link (named in the report), 2 for unusable input.
 """
 
 from __future__ import annotations
@@ -226,14 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-file", help="file holding AUDIT_HMAC_KEY (trailing newline ignored)")
     parser.add_argument("--checkpoints", help="published checkpoints (AUDIT_CHECKPOINT_FILE)")
     options = parser.parse_args(argv)
-    if options.key_file:
-        with open(options.key_file, encoding="utf-8") as file:
-            key = file.read().rstrip("\n")
-    else:
-        key = os.environ.get("AUDIT_HMAC_KEY", "")
-    if not key:
-        parser.error("set AUDIT_HMAC_KEY or pass --key-file")
     try:
+        key = os.environ.get("AUDIT_HMAC_KEY", "")
+        if options.key_file:
+            with open(options.key_file, encoding="utf-8") as file:
+                key = file.read().rstrip("\n")
+        if not key:
+            parser.error("set AUDIT_HMAC_KEY or pass --key-file")
         checkpoints: list[dict[str, Any]] = []
         if options.checkpoints:
             with open(options.checkpoints, encoding="utf-8") as file:
