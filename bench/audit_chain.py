@@ -24,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
@@ -55,8 +56,25 @@ def environment(database_url: str) -> dict[str, str]:
     }
 
 
-def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, int, str]:
-    """Run a process to its end: wall seconds, its peak resident memory in MiB, its stdout."""
+@dataclass
+class Measured:
+    """A finished process: wall and CPU seconds (its own, so a busy machine shows as the gap),
+    peak resident memory in MiB, and its stdout."""
+
+    seconds: float
+    cpu_seconds: float
+    peak_mib: int
+    out: str
+
+    def figures(self) -> str:
+        return (
+            f"{self.seconds:6.1f} s ({self.cpu_seconds:.1f} s of CPU), "
+            f"peak memory {self.peak_mib} MiB"
+        )
+
+
+def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> Measured:
+    """Run a process to its end and measure it."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
@@ -69,7 +87,8 @@ def run_measured(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tupl
             errors = err.read().decode()[-2000:]
             raise SystemExit(f"{' '.join(args)} failed ({process.returncode}): {errors}")
         out.seek(0)
-        return seconds, usage.ru_maxrss // 1024, out.read().decode()
+        cpu = usage.ru_utime + usage.ru_stime
+        return Measured(seconds, cpu, usage.ru_maxrss // 1024, out.read().decode())
 
 
 def manage(*args: str) -> list[str]:
@@ -121,18 +140,14 @@ def bench_verify_and_export(server_url: str, count: int) -> None:
         started = time.perf_counter()
         load_chain(url, count)
         report(f"Loaded {count} chained events in {time.perf_counter() - started:.1f} s")
-        seconds, peak, out = run_measured(manage("audit_verify"), env)
-        verified = json.loads(out)
+        verifying = run_measured(manage("audit_verify"), env)
+        verified = json.loads(verifying.out)
         assert verified["ok"] and verified["checked"] == count, verified
-        report(
-            f"audit_verify over {count} events: {seconds:.1f} s "
-            f"({count / seconds:,.0f} events/s), peak memory {peak} MiB"
-        )
+        report(f"audit_verify over {count} events: {verifying.figures()}")
         for part in sorted({count // 10, count * 3 // 10, count}):
             until = moment(part + 1)
             args = manage("audit_export", "--until", until, "--output", os.devnull)
-            seconds, peak, _ = run_measured(args, env)
-            report(f"audit_export of {part:>9} events: {seconds:6.1f} s, peak memory {peak} MiB")
+            report(f"audit_export of {part:>9} events: {run_measured(args, env).figures()}")
 
 
 def before_tree(revision: str, into: Path) -> Path:
@@ -163,7 +178,7 @@ def first_chain_commit() -> str:
 
 def approvals_per_second(tree: Path, env: dict[str, str], approvals: int) -> float:
     args = [sys.executable, str(tree / "bench" / "approvals.py"), "--approvals", str(approvals)]
-    _, _, out = run_measured([*args, "--pairs", "1"], env, cwd=tree)
+    out = run_measured([*args, "--pairs", "1"], env, cwd=tree).out
     for line in out.splitlines():
         match = APPROVALS_LINE.match(line)
         if match:
