@@ -73,11 +73,29 @@ def bot_token_weakness(value: str) -> str | None:
     return None
 
 
+# The audit chain's HMAC key: as many bytes as SHA-256's output, or the key is the weaker link.
+AUDIT_HMAC_KEY_MIN_LENGTH = 32
+AUDIT_HMAC_KEY_MIN_UNIQUE_CHARACTERS = 10
+
+
+def audit_hmac_key_weakness(value: str) -> str | None:
+    if (
+        len(value) < AUDIT_HMAC_KEY_MIN_LENGTH
+        or len(set(value)) < AUDIT_HMAC_KEY_MIN_UNIQUE_CHARACTERS
+    ):
+        return (
+            f"it needs at least {AUDIT_HMAC_KEY_MIN_LENGTH} characters, "
+            f"{AUDIT_HMAC_KEY_MIN_UNIQUE_CHARACTERS} of them different"
+        )
+    return None
+
+
 WEAKNESS_CHECKS: Mapping[str, Callable[[str], str | None]] = {
     "SECRET_KEY": secret_key_weakness,
     "SECRET_KEY_FALLBACKS": secret_key_weakness,
     "TELEGRAM_BOT_TOKEN": bot_token_weakness,
     "TELEGRAM_WEBHOOK_SECRET": webhook_secret_weakness,
+    "AUDIT_HMAC_KEY": audit_hmac_key_weakness,
 }
 
 

@@ -44,4 +44,9 @@ SCHEDULES = [
         "minutes": 1,
         "cluster": settings.AUTOMATION_QUEUE,
     },
+    {
+        "name": "Publish a checkpoint of the audit chain",
+        "func": "audit.tasks.checkpoint",
+        "minutes": 60,
+    },
 ]

@@ -147,6 +147,14 @@ APPROVAL_FORBID_SELF_APPROVAL = env.bool("APPROVAL_FORBID_SELF_APPROVAL", defaul
 # (e.g. a "ci" service user); empty: --user is required for every write.
 CLI_SERVICE_USER = env.str("CLI_SERVICE_USER", default="")
 
+# --- Audit trail ----------------------------------------------------------------------------
+# Key of the audit hash chain and its checkpoints' signatures (audit/chain.py): a secret kept
+# apart from the database, so whoever can write the database cannot recompute the chain. Changing
+# it makes every earlier event fail audit_verify; see docs/audit.md.
+AUDIT_HMAC_KEY = env.str("AUDIT_HMAC_KEY", default="dev-only-insecure-key" if DEBUG else "")
+# Append-only file every checkpoint is added to, one JSON line each; empty: none.
+AUDIT_CHECKPOINT_FILE = env.str("AUDIT_CHECKPOINT_FILE", default="")
+
 # --- Task queue (django-q2) -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 # Jobs of the automation runner go to a queue of their own, "<name>-jobs", served only by a cluster
@@ -247,6 +255,8 @@ TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
 TELEGRAM_WEBHOOK_MAX_BYTES = env.int("TELEGRAM_WEBHOOK_MAX_BYTES", default=1024 * 1024)
 # Where approval requests are posted (a group, a channel or one person); unset = no messages.
 TELEGRAM_APPROVER_CHAT_ID = env.int("TELEGRAM_APPROVER_CHAT_ID", default=None)
+# Channel the audit trail's checkpoints are published to; unset = not published on Telegram.
+TELEGRAM_AUDIT_CHANNEL_ID = env.int("TELEGRAM_AUDIT_CHANNEL_ID", default=None)
 # manage.py telegram_poll: seconds one getUpdates call waits for news, and how long the lease of
 # the single poller lasts unrenewed (a crashed poller blocks a new one for at most this long).
 TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=25)
@@ -387,6 +397,7 @@ require_secrets(
         "SECRET_KEY": SECRET_KEY,
         "TELEGRAM_BOT_TOKEN": TELEGRAM_BOT_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": TELEGRAM_WEBHOOK_SECRET,
+        "AUDIT_HMAC_KEY": AUDIT_HMAC_KEY,
     },
     debug=DEBUG,
 )

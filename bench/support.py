@@ -78,6 +78,7 @@ def benchmark_environment(*, database_url, redis_url, var_dir, cluster_name, **e
         "SECRET_KEY": f"bench-{uuid.uuid4().hex}-{uuid.uuid4().hex}",
         "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "AUDIT_HMAC_KEY": f"bench-audit-{uuid.uuid4().hex}",
         "Q_CLUSTER_NAME": cluster_name,
         "VAR_DIR": str(var_dir),
         "LOG_LEVEL": "WARNING",

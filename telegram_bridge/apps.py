@@ -6,10 +6,11 @@ class TelegramBridgeConfig(AppConfig):
     verbose_name = "Telegram bridge"
 
     def ready(self) -> None:
+        from audit.events import AuditCheckpointed
         from automation.events import JobEnded
         from claims import events
 
-        from . import follow_ups, notifications
+        from . import audit_channel, follow_ups, notifications
 
         # The approver chat hears of every new request, and its message follows every change.
         events.subscribe(events.ApprovalRequested, notifications.approval_requested)
@@ -27,3 +28,5 @@ class TelegramBridgeConfig(AppConfig):
         # The policy's reminders and escalations are new messages of their own.
         events.subscribe(events.ReminderDue, follow_ups.remind)
         events.subscribe(events.ApprovalEscalated, follow_ups.escalate)
+        # The audit trail's checkpoints go to a channel of their own.
+        events.subscribe(AuditCheckpointed, audit_channel.checkpoint_published)

@@ -14,6 +14,8 @@ from model_bakery import baker
 
 from backoffice.actors import Actor, Source
 
+AUDIT_TABLE = "audit_auditevent"
+
 
 def pytest_configure(config):
     """Refuse to run against Redis database 0 or the default queue, where a local deployment on
@@ -31,6 +33,16 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "postgres" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database lets TRUNCATE through on the audit table: pytest-django empties the
+    database with it after every transactional test, and production's trigger refuses it
+    (tests/audit/test_chain.py turns the trigger back on to test that)."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER audit_no_truncate")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,7 +1,10 @@
 """Drill of the database side: restore last night's backup into a scratch database."""
 
+import json
+import os
 import secrets
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -10,7 +13,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connection
 
-from .base import DrillRun, drill
+from .base import MANAGE_PY, DrillRun, drill
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 COUNTED = (
@@ -56,15 +59,30 @@ def run_script(*args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
+def verify_audit_chain(url: str) -> dict:
+    """``manage.py audit_verify`` on the database at ``url``: its JSON report."""
+    # A fixed command line: this interpreter, this project's manage.py.
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(MANAGE_PY), "audit_verify"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "DATABASE_URL": url},
+    )
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return {"ok": False, "stderr": result.stderr.strip()[-2000:]}
+
+
 @drill(
     "database-restore",
     "docs/runbooks/database-restore.md",
-    "deploy/backup dumps the database, deploy/restore loads it into a scratch database, and every "
-    "table holds as many rows as the original.",
+    "deploy/backup dumps the database, deploy/restore loads it into a scratch database, every "
+    "table holds as many rows as the original, and the restored audit chain verifies.",
 )
 def database_restore(run: DrillRun) -> None:
-    import os
-
     import psycopg
 
     if connection.vendor != "postgresql":
@@ -86,8 +104,14 @@ def database_restore(run: DrillRun) -> None:
             run.step(f"deploy/restore loaded it into the scratch database {scratch}")
             with psycopg.connect(database_url(scratch)) as conn, conn.cursor() as cursor:
                 after = counts(cursor)
+            audit_report = verify_audit_chain(database_url(scratch))
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
     run.check(after == before, f"row counts differ: live {before}, restored {after}")
     run.step("row counts match: " + ", ".join(f"{k.split('.')[1]} {v}" for k, v in before.items()))
+    run.check(audit_report.get("ok"), f"the restored audit chain is broken: {audit_report}")
+    run.step(
+        f"manage.py audit_verify on the restored database: {audit_report['checked']} events, "
+        f"{audit_report['checkpoints_checked']} checkpoint(s), the chain holds"
+    )

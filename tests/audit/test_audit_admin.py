@@ -61,3 +61,13 @@ def test_audit_admin_refuses_add_change_and_delete(admin_client, event):
     )
     assert bulk.status_code in (200, 302)
     assert AuditEvent.objects.get().action == "approval.approved"
+
+
+def test_events_of_a_deleted_user_still_list_and_open(admin_client, event, approver):
+    approver.delete()
+
+    listing = admin_client.get(LIST_URL)
+    page = admin_client.get(reverse("admin:audit_auditevent_change", args=[event.pk]))
+
+    assert listing.status_code == 200 and b"approver" in listing.content
+    assert page.status_code == 200 and b"approver" in page.content

@@ -15,7 +15,7 @@ from django.core.management import get_commands
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY = PROJECT / "deploy"
 PROCESSES = {"migrate", "web", "worker", "runner", "poller", "fake-telegram"}
-SECRETS = {"SECRET_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"}
+SECRETS = {"SECRET_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "AUDIT_HMAC_KEY"}
 
 
 def settings_table():

@@ -13,7 +13,12 @@ from backoffice.safety import is_placeholder, require_secrets
 
 from .conftest import PROJECT
 
-SECRET_SETTINGS = ("SECRET_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET")
+SECRET_SETTINGS = (
+    "SECRET_KEY",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "AUDIT_HMAC_KEY",
+)
 
 
 def start_django(**overrides):
@@ -71,6 +76,8 @@ def test_process_refuses_to_start_with_the_env_example_placeholder(name):
         ("TELEGRAM_WEBHOOK_SECRET", "sixteen-and-a-space "),
         ("TELEGRAM_BOT_TOKEN", "abc"),
         ("TELEGRAM_BOT_TOKEN", "botname:" + "A" * 35),
+        ("AUDIT_HMAC_KEY", "short-audit-key"),
+        ("AUDIT_HMAC_KEY", "ab" * 20),
     ],
 )
 def test_process_refuses_to_start_with_a_weak_secret_when_debug_is_off(name, value):
@@ -82,7 +89,11 @@ def test_process_refuses_to_start_with_a_weak_secret_when_debug_is_off(name, val
 
 def test_process_starts_with_development_defaults_when_debug_is_on():
     result = start_django(
-        DEBUG="1", SECRET_KEY="", TELEGRAM_BOT_TOKEN="", TELEGRAM_WEBHOOK_SECRET=""
+        DEBUG="1",
+        SECRET_KEY="",
+        TELEGRAM_BOT_TOKEN="",
+        TELEGRAM_WEBHOOK_SECRET="",
+        AUDIT_HMAC_KEY="",
     )
 
     assert result.returncode == 0, result.stderr
@@ -92,6 +103,7 @@ def test_the_test_suite_itself_runs_with_debug_off(settings):
     assert os.environ["DEBUG"] in {"0", "false", "False"}
     assert settings.TELEGRAM_BOT_TOKEN
     assert settings.TELEGRAM_WEBHOOK_SECRET
+    assert settings.AUDIT_HMAC_KEY
 
 
 @pytest.mark.parametrize(
