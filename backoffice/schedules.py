@@ -1,10 +1,21 @@
 """The periodic jobs django-q2 runs, in one list.
 
 ``manage.py install_schedules`` writes them as django-q2 ``Schedule`` rows; run it after ``migrate``
-on every deploy. Intervals are in minutes, django-q2's smallest unit.
+on every deploy. Intervals are in minutes, django-q2's smallest unit; ``offset_seconds`` delays a
+schedule's first run, so two schedules a minute apart each can run something every 30 s.
 """
 
-SCHEDULES = [
+from typing import NotRequired, TypedDict
+
+
+class ScheduleEntry(TypedDict):
+    name: str
+    func: str
+    minutes: int
+    offset_seconds: NotRequired[int]
+
+
+SCHEDULES: list[ScheduleEntry] = [
     {
         "name": "Expire overdue approval requests",
         "func": "claims.tasks.expire_approvals",
@@ -29,5 +40,21 @@ SCHEDULES = [
         "name": "Requeue recently dead outbox messages",
         "func": "telegram_bridge.tasks.auto_requeue",
         "minutes": 15,
+    },
+    {
+        "name": "Check the alert rules",
+        "func": "monitoring.tasks.check_alerts",
+        "minutes": 1,
+    },
+    {
+        "name": "Worker heartbeat",
+        "func": "monitoring.tasks.beat",
+        "minutes": 1,
+    },
+    {
+        "name": "Worker heartbeat, half a minute later",
+        "func": "monitoring.tasks.beat",
+        "minutes": 1,
+        "offset_seconds": 30,
     },
 ]
