@@ -52,7 +52,8 @@ class Rule:
 
     @property
     def runbook(self) -> str:
-        return f"docs/runbooks/alert-{self.name.replace('_', '-')}.md"
+        """Its section of the alerts runbook (each heading is the rule's name, hyphenated)."""
+        return f"docs/runbooks/alerts.md#{self.name.replace('_', '-')}"
 
     def crossed(self, value: float | None) -> bool:
         """``None`` is "never measured" (no heartbeat ever): as bad as it gets."""
