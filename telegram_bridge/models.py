@@ -60,8 +60,9 @@ class InboundUpdate(models.Model):
         max_length=16, choices=Status.choices, default=Status.RECEIVED, db_index=True
     )
     error = models.TextField(blank=True)
+    # A database default, so the release before this one can still insert rows.
     duplicates = models.PositiveIntegerField(
-        default=0, help_text="How many times Telegram delivered this update again."
+        default=0, db_default=0, help_text="How many times Telegram delivered this update again."
     )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = ["claims", "audit"]
-CHANNELS = ["telegram_bridge", "api"]
+CHANNELS = ["telegram_bridge", "api", "monitoring"]
 
 
 def imported_modules(path, root=ROOT):

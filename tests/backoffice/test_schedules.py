@@ -22,3 +22,12 @@ def test_install_schedules_creates_each_schedule_once(db):
     assert out.getvalue().count("updated:") == len(SCHEDULES)
     sweep = Schedule.objects.get(func="telegram_bridge.tasks.sweep")
     assert (sweep.schedule_type, sweep.minutes, sweep.repeats) == (Schedule.MINUTES, 1, -1)
+
+
+def test_the_two_heartbeat_schedules_run_half_a_minute_apart(db):
+    call_command("install_schedules", stdout=StringIO())
+
+    first, second = Schedule.objects.filter(func="monitoring.tasks.beat").order_by("next_run")
+
+    assert (first.minutes, second.minutes) == (1, 1)
+    assert abs((second.next_run - first.next_run).total_seconds() - 30) < 5
