@@ -7,7 +7,7 @@ decision taken in ``manage.py``, an update stored by the poller all show in the 
 metric families; a new app (jobs, say) adds one function to ``SECTIONS``.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -28,16 +28,29 @@ PREFIX = "claimdesk"
 Section = Callable[[datetime], Iterator[Metric]]
 
 
+def by_label(
+    family: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    label: str,
+    counts: Mapping[str, float],
+) -> Metric:
+    """A metric family with one sample per ``label`` value of ``counts``."""
+    metric = family(f"{PREFIX}_{name}", documentation, labels=[label])
+    for labelled, count in counts.items():
+        metric.add_metric([labelled], count)
+    return metric
+
+
 def outbox_metrics(now: datetime) -> Iterator[Metric]:
-    by_status = GaugeMetricFamily(
-        f"{PREFIX}_outbox_messages",
-        "Outbox messages by status (queued, sending, sent, failed: will retry, dead).",
-        labels=["status"],
-    )
     counts = outbox.status_counts()
-    for status, count in counts.items():
-        by_status.add_metric([status], count)
-    yield by_status
+    yield by_label(
+        GaugeMetricFamily,
+        "outbox_messages",
+        "Outbox messages by status (queued, sending, sent, failed: will retry, dead).",
+        "status",
+        counts,
+    )
     yield CounterMetricFamily(
         f"{PREFIX}_outbox_sent",
         "Outbox messages Telegram accepted.",
@@ -53,14 +66,14 @@ def outbox_metrics(now: datetime) -> Iterator[Metric]:
         "Failed delivery attempts of messages whose latest failure was in the last hour.",
         value=outbox.failed_attempts(since=now - timedelta(hours=1)),
     )
-    requeued = CounterMetricFamily(
-        f"{PREFIX}_outbox_requeued",
+    requeues = selectors.audit_counts([selectors.REQUEUE_ACTION], "source")
+    yield by_label(
+        CounterMetricFamily,
+        "outbox_requeued",
         "Dead or failed messages given another round, by who did it (audit events).",
-        labels=["source"],
+        "source",
+        {source: count for (_, source), count in requeues.items()},
     )
-    for (_, source), count in selectors.audit_counts([selectors.REQUEUE_ACTION], "source").items():
-        requeued.add_metric([source], count)
-    yield requeued
     depth, oldest = outbox.backlog(now)
     yield GaugeMetricFamily(
         f"{PREFIX}_outbox_queue_depth", "Messages due for delivery now.", value=depth
@@ -77,14 +90,13 @@ def inbound_metrics(now: datetime) -> Iterator[Metric]:
     yield CounterMetricFamily(
         f"{PREFIX}_inbound_updates_stored", "Telegram updates stored.", value=sum(counts.values())
     )
-    by_status = GaugeMetricFamily(
-        f"{PREFIX}_inbound_updates",
+    yield by_label(
+        GaugeMetricFamily,
+        "inbound_updates",
         "Stored Telegram updates by status (received, processed, ignored, failed).",
-        labels=["status"],
+        "status",
+        counts,
     )
-    for status, count in counts.items():
-        by_status.add_metric([status], count)
-    yield by_status
     yield CounterMetricFamily(
         f"{PREFIX}_inbound_updates_duplicate",
         "Deliveries of an update already stored, turned away.",
@@ -93,12 +105,13 @@ def inbound_metrics(now: datetime) -> Iterator[Metric]:
 
 
 def approval_metrics(now: datetime) -> Iterator[Metric]:
-    requested = CounterMetricFamily(
-        f"{PREFIX}_approvals_requested", "Approval requests made, by kind.", labels=["kind"]
+    yield by_label(
+        CounterMetricFamily,
+        "approvals_requested",
+        "Approval requests made, by kind.",
+        "kind",
+        selectors.requests_by_kind(),
     )
-    for kind, count in selectors.requests_by_kind().items():
-        requested.add_metric([kind], count)
-    yield requested
     decided = CounterMetricFamily(
         f"{PREFIX}_approvals_decided",
         "Decisions on approval requests by decision, source (channel or default) and kind.",
@@ -131,23 +144,24 @@ def approval_metrics(now: datetime) -> Iterator[Metric]:
 
 
 def claim_metrics(now: datetime) -> Iterator[Metric]:
-    events = CounterMetricFamily(
-        f"{PREFIX}_claim_events",
-        "Lease events by action: acquired, refreshed, taken_over, released, refused, ...",
-        labels=["action"],
-    )
     counted = selectors.audit_counts(selectors.CLAIM_ACTIONS)
-    for action in selectors.CLAIM_ACTIONS:
-        events.add_metric([action.removeprefix("claim.")], counted.get((action,), 0))
-    yield events
-    states = GaugeMetricFamily(
-        f"{PREFIX}_claims",
-        "Leases by state: live, expired (run out, not released), released.",
-        labels=["state"],
+    yield by_label(
+        CounterMetricFamily,
+        "claim_events",
+        "Lease events by action: acquired, refreshed, taken_over, released, refused, ...",
+        "action",
+        {
+            action.removeprefix("claim."): counted.get((action,), 0)
+            for action in selectors.CLAIM_ACTIONS
+        },
     )
-    for state, count in selectors.claims_by_state(now).items():
-        states.add_metric([state], count)
-    yield states
+    yield by_label(
+        GaugeMetricFamily,
+        "claims",
+        "Leases by state: live, expired (run out, not released), released.",
+        "state",
+        selectors.claims_by_state(now),
+    )
     yield GaugeMetricFamily(
         f"{PREFIX}_claim_waiters",
         "Claimers waiting in line for a busy work item.",
