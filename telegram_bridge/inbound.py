@@ -256,7 +256,7 @@ def _storable(value):
 def status_counts() -> dict[str, int]:
     """How many stored updates are in each status (every status, zero included)."""
     counts = dict.fromkeys(Status.values, 0)
-    for row in InboundUpdate.objects.values("status").annotate(n=Count("id")).order_by():
+    for row in InboundUpdate.objects.values("status").annotate(n=Count("*")).order_by():
         counts[row["status"]] = row["n"]
     return counts
 

@@ -142,7 +142,7 @@ def get(message_id: object, *, lock: bool = False) -> OutboundMessage:
 def status_counts() -> dict[str, int]:
     """How many messages are in each status (every status, zero included)."""
     counts = dict.fromkeys(OutboundMessage.Status.values, 0)
-    for row in OutboundMessage.objects.values("status").annotate(n=Count("id")).order_by():
+    for row in OutboundMessage.objects.values("status").annotate(n=Count("*")).order_by():
         counts[row["status"]] = row["n"]
     return counts
 
@@ -154,7 +154,7 @@ def backlog(now: datetime) -> tuple[int, datetime | None]:
         status__in=(OutboundMessage.Status.QUEUED, OutboundMessage.Status.FAILED),
         next_attempt_at__lte=now,
     )
-    found = due.aggregate(n=Count("id"), oldest=Min("next_attempt_at"))
+    found = due.aggregate(n=Count("*"), oldest=Min("next_attempt_at"))
     return found["n"], found["oldest"]
 
 
