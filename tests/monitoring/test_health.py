@@ -64,6 +64,20 @@ def test_readyz_is_200_when_every_check_passes(client, beating):
     assert all(check["duration_ms"] >= 0 for check in checks.values())
 
 
+def test_readyz_is_200_with_a_running_redis_broker(client, beating, monkeypatch, test_redis):
+    class RunningRedis(redis_broker.Redis):
+        @staticmethod
+        def get_connection(list_key=None):
+            return redis.Redis.from_url(test_redis.url, socket_connect_timeout=0.5)
+
+    monkeypatch.setattr(health, "get_broker", lambda: RunningRedis(list_key=test_redis.prefix))
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["checks"]["broker"]["status"] == "ok"
+
+
 def test_readyz_is_503_naming_the_broker_when_it_is_stopped(client, beating, monkeypatch):
     monkeypatch.setattr(health, "get_broker", StoppedRedis)
 
