@@ -13,7 +13,7 @@ from model_bakery import baker
 
 from audit.models import AuditEvent
 from claims.models import ApprovalRequest
-from monitoring import alerts, heartbeat
+from monitoring import alerts, heartbeat, tasks
 from monitoring.models import AlertState, WorkerHeartbeat
 from telegram_bridge import delivery
 from telegram_bridge.models import InboundUpdate, OutboundMessage
@@ -214,3 +214,11 @@ def test_an_alert_reaches_the_notify_chat_through_a_real_delivery(fake_telegram)
     assert sent["payload"]["text"].startswith("🚨 Alert: Failed inbound Telegram updates")
     message.refresh_from_db()
     assert message.status == OutboundMessage.Status.SENT
+
+
+def test_the_scheduled_check_beats_first_so_a_fresh_deploy_raises_no_worker_alert():
+    WorkerHeartbeat.objects.all().delete()
+
+    outcomes = {outcome["rule"]: outcome["action"] for outcome in tasks.check_alerts()}
+
+    assert outcomes["worker_heartbeat"] == alerts.OK
