@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import timedelta
 
-from support import ROOT
+from support import ROOT, throwaway_django_database
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
@@ -142,18 +142,9 @@ def main():
     options = parser.parse_args()
     if options.rows < 10 or options.scrapes < 1:
         parser.error("--rows must be at least 10 and --scrapes at least 1")
-    if connection.vendor != "postgresql":
-        print(
-            "This benchmark measures PostgreSQL; set DATABASE_URL=postgres://... and run it again.",
-            file=sys.stderr,
-        )
-        return 2
-
-    settings.DEBUG = False
-    connection.settings_dict["TEST"]["NAME"] = f"bench_{connection.settings_dict['NAME']}"
-    old_name = connection.settings_dict["NAME"]
-    bench_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with throwaway_django_database(connection, settings) as bench_name:
+        if bench_name is None:
+            return 2
         version = connection.cursor().connection.info.server_version
         print(f"Database {bench_name}, PostgreSQL {version // 10000}.{version % 10000}")
         started = time.perf_counter()
@@ -173,8 +164,6 @@ def main():
             section.__name__: statistics.median(timed(lambda s=section: list(s(now)), 3))
             for section in metrics.SECTIONS
         }
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
     median = statistics.median(scrapes)
     print(f"Queries per scrape: {len(queries)}; the slowest:")

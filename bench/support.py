@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -139,3 +140,26 @@ def start_gunicorn(env, port, *, workers, threads, worker_class="gthread"):
 def stop_gunicorn(process):
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
+
+
+@contextmanager
+def throwaway_django_database(connection, settings):
+    """For a benchmark run in-process on PostgreSQL: a database made from the migrations, as the
+    test runner makes one, dropped afterwards; yields its name, or ``None`` (with a message on
+    stderr) when the configured database is not PostgreSQL. Query logging is turned off: under
+    ``DEBUG`` it would be measured too, and production runs without it."""
+    if connection.vendor != "postgresql":
+        print(
+            "This benchmark measures PostgreSQL; set DATABASE_URL=postgres://... and run it again.",
+            file=sys.stderr,
+        )
+        yield None
+        return
+    settings.DEBUG = False
+    connection.settings_dict["TEST"]["NAME"] = f"bench_{connection.settings_dict['NAME']}"
+    old_name = connection.settings_dict["NAME"]
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield name
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
