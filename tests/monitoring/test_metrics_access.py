@@ -4,6 +4,7 @@ import pytest
 from django.db import DatabaseError
 from model_bakery import baker
 
+from backoffice.redaction import redact
 from monitoring import metrics
 
 from .scrape import METRICS_TOKEN
@@ -64,3 +65,15 @@ def test_a_database_that_does_not_answer_is_503_not_500(client, monkeypatch):
     monkeypatch.setattr(metrics, "SECTIONS", [unreachable])
 
     assert client.get("/metrics", headers=bearer(METRICS_TOKEN)).status_code == 503
+
+
+def test_the_metrics_token_is_redacted_from_logs():
+    assert METRICS_TOKEN not in redact(f"scrape refused for {METRICS_TOKEN}")
+
+
+def test_with_https_only_the_probes_answer_over_plain_http_and_metrics_do_not(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code in (200, 503)
+    assert client.get("/metrics", headers=bearer(METRICS_TOKEN)).status_code == 301
