@@ -35,7 +35,12 @@ SECRET_FIELD_PATTERN = re.compile(
 # would otherwise blank out every "x" in a log line.
 MIN_SECRET_LENGTH = 8
 
-_SECRET_SETTINGS = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", "SECRET_KEY")
+_SECRET_SETTINGS = (
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "SECRET_KEY",
+    "METRICS_BEARER_TOKEN",
+)
 
 
 def _configured_secrets():

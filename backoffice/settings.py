@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "api",
     "callbacks",
     "mcp_server",
+    "monitoring",
     "backoffice",
 ]
 
@@ -341,6 +342,21 @@ else:
         }
     }
 
+# --- Monitoring (monitoring/; docs/monitoring.md) ---------------------------------------------
+# GET /metrics is open to staff sessions and to this bearer token (empty: staff only).
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+# Where alerts and their "resolved" messages go (a group or one person); unset: none are sent.
+TELEGRAM_NOTIFY_CHAT_ID = env.int("TELEGRAM_NOTIFY_CHAT_ID", default=None)
+# A rule that fired stays quiet this long: no repeat, and no new alert after a quick resolve.
+ALERT_COOLDOWN_MINUTES = env.int("ALERT_COOLDOWN_MINUTES", default=30)
+# The thresholds of the alert rules (monitoring.alerts.RULES); each fires at or above its value.
+ALERT_DEAD_LETTERS = env.int("ALERT_DEAD_LETTERS", default=1)
+ALERT_RETRIES_PER_HOUR = env.int("ALERT_RETRIES_PER_HOUR", default=10)
+ALERT_OVERDUE_APPROVALS = env.int("ALERT_OVERDUE_APPROVALS", default=1)
+ALERT_FAILED_UPDATES = env.int("ALERT_FAILED_UPDATES", default=1)
+# A worker heartbeat older than this many seconds fails /readyz and fires the worker alert.
+WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", default=120)
+
 # --- Tests ----------------------------------------------------------------------------------
 # The Redis the test suite may write to: never database 0, where a local deployment keeps its
 # queue. Tests use key prefixes and queue names of their own within it.
@@ -381,6 +397,8 @@ LOGGING = {
 # Off by default because local runs and the test client speak plain HTTP.
 HTTPS_ONLY = env.bool("HTTPS_ONLY", default=False)
 SECURE_SSL_REDIRECT = HTTPS_ONLY
+# Health probes come straight to the web process over plain HTTP; they carry no secret.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_SECURE = HTTPS_ONLY
 CSRF_COOKIE_SECURE = HTTPS_ONLY
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS_ONLY else 0)

@@ -9,4 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("telegram/", include("telegram_bridge.urls")),
     path("api/", include("api.urls")),
+    path("", include("monitoring.urls")),
 ]

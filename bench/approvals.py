@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import timedelta
 
-from support import ROOT
+from support import ROOT, postgresql_database
 
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
@@ -26,7 +26,6 @@ import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
@@ -131,19 +130,9 @@ def main():
     options = parser.parse_args()
     if options.approvals < 3 or options.pairs < 1:
         parser.error("--approvals must be at least 3 and --pairs at least 1")
-    if connection.vendor != "postgresql":
-        print(
-            "This benchmark measures PostgreSQL; set DATABASE_URL=postgres://... and run it again.",
-            file=sys.stderr,
-        )
-        return 2
-
-    # Query logging under DEBUG would be measured too; production runs without it.
-    settings.DEBUG = False
-    connection.settings_dict["TEST"]["NAME"] = f"bench_{connection.settings_dict['NAME']}"
-    old_name = connection.settings_dict["NAME"]
-    bench_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with postgresql_database("approvals-bench") as bench_name:
+        if bench_name is None:
+            return 2
         if options.async_commit:
             with connection.cursor() as cursor:
                 cursor.execute("SET synchronous_commit TO off")
@@ -152,8 +141,6 @@ def main():
         floor = commit_latency()
         approvals, approving, queries = bench_approvals(options.approvals)
         pairing = bench_claims(options.pairs)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
     rate = approvals / approving.seconds
     print(

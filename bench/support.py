@@ -174,3 +174,24 @@ def throwaway_database(prefix):
             yield Path(tmp)
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+@contextlib.contextmanager
+def postgresql_database(prefix):
+    """For a benchmark run in-process on PostgreSQL: ``throwaway_database`` with query logging off
+    (under ``DEBUG`` it would be measured too, and production runs without it); yields the
+    database's name, or ``None`` (with a message on stderr) when the configured database is not
+    PostgreSQL."""
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        print(
+            "This benchmark measures PostgreSQL; set DATABASE_URL=postgres://... and run it again.",
+            file=sys.stderr,
+        )
+        yield None
+        return
+    settings.DEBUG = False
+    with throwaway_database(prefix):
+        yield connection.settings_dict["NAME"]

@@ -21,6 +21,7 @@ from functools import lru_cache, partial
 from typing import NamedTuple
 
 from django.db import DatabaseError, transaction
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -122,6 +123,8 @@ def _insert(update_id, payload, status, error=""):
     )
     if created and status == Status.FAILED:
         logger.warning("Quarantined update %s: %s", update_id, error)
+    if not created:
+        InboundUpdate.objects.filter(pk=row.pk).update(duplicates=F("duplicates") + 1)
     return Stored(row, created)
 
 
@@ -248,3 +251,16 @@ def _storable(value):
     if isinstance(value, list):
         return [_storable(item) for item in value]
     return value
+
+
+def status_counts() -> dict[str, int]:
+    """How many stored updates are in each status (every status, zero included)."""
+    counts = dict.fromkeys(Status.values, 0)
+    for row in InboundUpdate.objects.values("status").annotate(n=Count("*")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def duplicate_count() -> int:
+    """How many deliveries of an update already stored were turned away, in all."""
+    return InboundUpdate.objects.aggregate(n=Sum("duplicates"))["n"] or 0

@@ -9,11 +9,12 @@ Every query on ``OutboundMessage`` goes through these three modules; the lookups
 """
 
 import logging
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Case, Count, F, IntegerField, Min, QuerySet, Sum, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -136,3 +137,38 @@ def get(message_id: object, *, lock: bool = False) -> OutboundMessage:
         return found.get(pk=int(message_id))  # type: ignore[call-overload]
     except (OutboundMessage.DoesNotExist, TypeError, ValueError, OverflowError):
         raise NotFound(f"No outbound message with id {message_id}.") from None
+
+
+def status_counts() -> dict[str, int]:
+    """How many messages are in each status (every status, zero included)."""
+    counts = dict.fromkeys(OutboundMessage.Status.values, 0)
+    for row in OutboundMessage.objects.values("status").annotate(n=Count("*")).order_by():
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def backlog(now: datetime) -> tuple[int, datetime | None]:
+    """How many messages are due now (queued or failed, their time come), and since when the
+    longest-waiting of them has been due."""
+    due = OutboundMessage.objects.filter(
+        status__in=(OutboundMessage.Status.QUEUED, OutboundMessage.Status.FAILED),
+        next_attempt_at__lte=now,
+    )
+    found = due.aggregate(n=Count("*"), oldest=Min("next_attempt_at"))
+    return found["n"], found["oldest"]
+
+
+def failed_attempts(since: datetime | None = None) -> int:
+    """Delivery attempts that failed, as the rows tell: every attempt of a message still being
+    retried or dead, all but the last of one sent. ``since`` keeps the messages whose latest
+    failure came after it. A requeue starts a message's attempts afresh, so this is a gauge."""
+    rows = OutboundMessage.objects.filter(attempts__gt=0, failed_at__isnull=False)
+    if since is not None:
+        rows = rows.filter(failed_at__gte=since)
+    finished = (OutboundMessage.Status.SENT, OutboundMessage.Status.SENDING)
+    failed = Case(
+        When(status__in=finished, then=F("attempts") - 1),
+        default=F("attempts"),
+        output_field=IntegerField(),
+    )
+    return rows.aggregate(n=Sum(failed))["n"] or 0

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = ["claims", "audit", "automation"]
-CHANNELS = ["telegram_bridge", "api"]
+CHANNELS = ["telegram_bridge", "api", "monitoring"]
 
 
 def imported_modules(path, root=ROOT):

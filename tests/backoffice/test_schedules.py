@@ -30,3 +30,12 @@ def test_the_job_sweep_runs_on_the_runner_cluster_only(db, settings):
     jobs = Schedule.objects.get(func="automation.tasks.sweep")
     assert jobs.cluster == settings.AUTOMATION_QUEUE == "claimdesk-test-jobs"
     assert Schedule.objects.get(func="telegram_bridge.tasks.sweep").cluster is None
+
+
+def test_the_two_heartbeat_schedules_run_half_a_minute_apart(db):
+    call_command("install_schedules", stdout=StringIO())
+
+    first, second = Schedule.objects.filter(func="monitoring.tasks.beat").order_by("next_run")
+
+    assert (first.minutes, second.minutes) == (1, 1)
+    assert abs((second.next_run - first.next_run).total_seconds() - 30) < 5

@@ -117,3 +117,12 @@ def test_the_gunicorn_configuration_loads():
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nginx_lets_only_listed_addresses_reach_the_metrics():
+    site = (DEPLOY / "nginx" / "claimdesk.conf").read_text()
+    metrics = site[site.index("location = /metrics {") :]
+    rules = [line.strip() for line in metrics[: metrics.index("proxy_pass")].splitlines()]
+
+    assert "allow 127.0.0.1;" in rules
+    assert rules[-2:] == ["deny all;", ""]
