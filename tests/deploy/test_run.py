@@ -154,7 +154,7 @@ def test_run_stops_cleanly_on_sigint_and_sigterm_and_reuses_its_settings(run, tm
     settings = (tmp_path / ".env").read_text()
     password = (tmp_path / "var" / "admin-password").read_text()
 
-    assert len(children) == 5, first.log()
+    assert len(children) == 6, first.log()
     assert "SECRET_KEY=" in settings and "TELEGRAM_WEBHOOK_SECRET=" in settings
     wait_for(
         lambda: demo_job_statuses(tmp_path) == [("succeeded", "executed")],

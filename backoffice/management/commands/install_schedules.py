@@ -19,6 +19,7 @@ class Command(BaseCommand):
                 "schedule_type": Schedule.MINUTES,
                 "minutes": entry["minutes"],
                 "repeats": -1,
+                "cluster": entry.get("cluster"),
             }
             # The offset applies to the first run only; later runs keep that phase.
             first_run = timezone.now() + timedelta(seconds=entry.get("offset_seconds", 0))
