@@ -162,3 +162,22 @@ def throwaway_database(prefix):
             yield Path(tmp)
         finally:
             connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def start_django(name):
+    """Set up Django for the benchmark ``name`` in this process: a queue of its own, fake
+    secrets (production settings demand them when DEBUG is off; the benchmarks talk to fakes
+    only) and quiet logs, unless the environment says otherwise."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
+    os.environ.setdefault("Q_CLUSTER_NAME", f"{name}-{os.getpid()}")
+    for setting, value in {
+        "SECRET_KEY": f"{name}-secret-key-used-only-by-this-benchmark",  # pragma: allowlist secret
+        "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }.items():
+        os.environ.setdefault(setting, value)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
