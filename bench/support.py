@@ -172,7 +172,7 @@ def start_django(name):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
     os.environ.setdefault("Q_CLUSTER_NAME", f"{name}-{os.getpid()}")
     for setting, value in {
-        "SECRET_KEY": f"{name}-secret-key-used-only-by-this-benchmark",  # pragma: allowlist secret
+        "SECRET_KEY": f"{name}-{uuid.uuid4().hex}-{uuid.uuid4().hex}",
         "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
         "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }.items():
