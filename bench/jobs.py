@@ -17,22 +17,9 @@ import statistics
 import sys
 import time
 
-from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET, throwaway_database
+from support import start_django, throwaway_database
 
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
-os.environ.setdefault("Q_CLUSTER_NAME", f"jobs-bench-{os.getpid()}")
-for name, value in {
-    "SECRET_KEY": "jobs-bench-secret-key-used-only-by-this-benchmark-x",  # pragma: allowlist secret
-    "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
-    "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
-}.items():
-    os.environ.setdefault(name, value)
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-import django  # noqa: E402
-
-django.setup()
+start_django("jobs-bench")
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402

@@ -22,28 +22,13 @@ bulk drain), as their schedule would start it. ``--mode drain`` runs ``delivery.
 """
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 
-from support import FAKE_BOT_TOKEN, ROOT, WEBHOOK_SECRET, throwaway_database
+from support import start_django, throwaway_database
 
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
-os.environ.setdefault("Q_CLUSTER_NAME", f"outbox-bench-{os.getpid()}")
-# Production demands real secrets when DEBUG is off; the benchmark talks to the fake only.
-for name, value in {
-    "SECRET_KEY": "outbox-bench-secret-key-used-only-by-this-benchmark",  # pragma: allowlist secret
-    "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
-    "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
-}.items():
-    os.environ.setdefault(name, value)
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-import django  # noqa: E402
-
-django.setup()
+start_django("outbox-bench")
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402

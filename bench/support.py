@@ -195,3 +195,22 @@ def postgresql_database(prefix):
     settings.DEBUG = False
     with throwaway_database(prefix):
         yield connection.settings_dict["NAME"]
+
+
+def start_django(name):
+    """Set up Django for the benchmark ``name`` in this process: a queue of its own, fake
+    secrets (production settings demand them when DEBUG is off; the benchmarks talk to fakes
+    only) and quiet logs, unless the environment says otherwise."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backoffice.settings")
+    os.environ.setdefault("Q_CLUSTER_NAME", f"{name}-{os.getpid()}")
+    for setting, value in {
+        "SECRET_KEY": f"{name}-{uuid.uuid4().hex}-{uuid.uuid4().hex}",
+        "TELEGRAM_BOT_TOKEN": FAKE_BOT_TOKEN,
+        "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }.items():
+        os.environ.setdefault(setting, value)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()

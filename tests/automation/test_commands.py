@@ -6,7 +6,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from api.serializers import JobSerializer, JobStepSerializer
 from automation.models import Job
+from automation.representation import job_data
 from backoffice.errors import InvalidInput
 from claims import services as claims
 from tests.claims.test_commands import manage
@@ -80,3 +82,11 @@ def test_a_manifest_file_that_cannot_be_read_is_bad_input(submitter, tmp_path):
     (tmp_path / "text").write_text("not json")
     with pytest.raises(InvalidInput, match="not JSON"):
         jobs("submit", str(tmp_path / "text"), "--user", "release-bot")
+
+
+@pytest.mark.django_db
+def test_the_api_documents_exactly_the_fields_a_job_and_its_steps_have(submit):
+    shown = job_data(submit(MANIFEST | {"steps": [{"id": "a", "argv": ["echo"]}]}))
+
+    assert set(JobSerializer().fields) == set(shown)
+    assert set(JobStepSerializer().fields) == set(shown["steps"][0])

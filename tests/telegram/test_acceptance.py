@@ -15,6 +15,7 @@ STEPS = [
     "request approved in the database",
     "Telegram message edited to show the decision",
     "request archived",
+    "job run (dry) and its request executed",
 ]
 
 

@@ -2,7 +2,8 @@
 
 It migrates the configured database, starts a fake Bot API (in this process), a real ``qcluster``
 and a real ``telegram_poll`` (subprocesses), then walks one approval from the claim to the archive,
-printing each step. Any deviation or timeout stops the run with a clear message and a non-zero exit
+and one job from its submission to its request executed on a runner cluster (a dry run), printing
+each step. Any deviation or timeout stops the run with a clear message and a non-zero exit
 code; every process it started is stopped, also on failure and Ctrl-C.
 
 The run uses its own task queue name and rate-limiter key prefix, so it never shares a Redis queue
@@ -28,6 +29,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 from django_q.conf import Conf
 
+from automation import services as jobs
+from automation.models import Job
 from backoffice.actors import Actor, Source
 from backoffice.redaction import redact
 from claims import services
@@ -50,7 +53,8 @@ class StepFailed(Exception):
 class Command(BaseCommand):
     help = (
         "Run the approval flow end to end against a fake Telegram with a real worker and poller: "
-        "claim, request, message, button press, decision, edit, archive."
+        "claim, request, message, button press, decision, edit, archive; then a job, approved and "
+        "run (dry) by a runner cluster."
     )
 
     def add_arguments(self, parser):
@@ -166,8 +170,32 @@ class AcceptanceRun:
         with self.step("request archived"):
             archived = services.archive(approval.pk, actor=Actor(source=Source.CLI, user=approver))
             self.check(archived.approval.status == ApprovalRequest.Status.ARCHIVED, "not archived")
+        self.run_job(agent, approver)
         total = time.monotonic() - self.started
         self.stdout.write(self.style.SUCCESS(f"Acceptance passed in {total:.1f}s."))
+
+    def run_job(self, agent, approver):
+        """A one-step manifest, approved, run (dry) by the runner cluster, request executed."""
+        with self.step(f"runner cluster started (queue {settings.AUTOMATION_QUEUE})"):
+            self.spawn("runner", "qcluster", queue=settings.AUTOMATION_QUEUE)
+        with self.step("job submitted and approved"):
+            job = jobs.submit(
+                manifest_data={
+                    "name": f"acceptance-{self.run_id}",
+                    "steps": [{"id": "hello", "argv": ["echo", "hello"]}],
+                },
+                actor=agent,
+            )
+            services.decide(
+                job.approval_id, "approve", actor=Actor(source=Source.CLI, user=approver)
+            )
+        with self.step("job run (dry) and its request executed"):
+            self.wait_for(
+                "the request of the job to be executed",
+                lambda: self.status_of(job.approval) == ApprovalRequest.Status.EXECUTED,
+            )
+            job.refresh_from_db()
+            self.check(job.status == Job.Status.SUCCEEDED, f"the job {job.status}: {job.reason}")
 
     @property
     def started_fake(self) -> FakeTelegramServer:
@@ -188,6 +216,7 @@ class AcceptanceRun:
             TELEGRAM_APPROVER_CHAT_ID=APPROVER_CHAT,
             Q_CLUSTER={**settings.Q_CLUSTER, "name": queue},
             TELEGRAM_RATE_REDIS_PREFIX=f"{queue}:tg-rate",
+            AUTOMATION_QUEUE=f"{queue}{settings.JOBS_QUEUE_SUFFIX}",
         )
         self.overrides.enable()
         Conf.PREFIX = Conf.CLUSTER_NAME = queue
@@ -211,13 +240,13 @@ class AcceptanceRun:
 
     # --- Processes --------------------------------------------------------------------------
 
-    def spawn(self, name, *command):
+    def spawn(self, name, *command, queue=""):
         env = {
             **os.environ,
             "TELEGRAM_API_BASE_URL": self.started_fake.base_url,
             "TELEGRAM_BOT_TOKEN": self.started_fake.token,
             "TELEGRAM_APPROVER_CHAT_ID": str(APPROVER_CHAT),
-            "Q_CLUSTER_NAME": Conf.CLUSTER_NAME,
+            "Q_CLUSTER_NAME": queue or Conf.CLUSTER_NAME,
             "TELEGRAM_RATE_REDIS_PREFIX": settings.TELEGRAM_RATE_REDIS_PREFIX,
             "PYTHONUNBUFFERED": "1",
         }
