@@ -7,6 +7,7 @@ function counts too.
 """
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,17 @@ def test_the_check_sees_every_way_of_importing_a_channel(tmp_path, source):
     probe.write_text(source)
 
     assert any(is_channel(module) for module in imported_modules(probe, tmp_path))
+
+
+def test_the_client_library_needs_only_requests_urllib3_and_the_standard_library():
+    """``clients/python`` installs on an agent's machine without Django or the server's code."""
+    package = ROOT / "clients" / "python" / "claimdesk_client"
+    allowed = {"claimdesk_client", "requests", "urllib3", *sys.stdlib_module_names}
+    offending = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sorted(package.rglob("*.py"))
+        for module in imported_modules(path, package.parent)
+        if module.split(".")[0] not in allowed
+    ]
+
+    assert offending == []

@@ -1,5 +1,6 @@
 """A lease held for a ``with`` block, refreshed by a background thread before it expires."""
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -11,6 +12,8 @@ from .types import Grant
 
 if TYPE_CHECKING:
     from .client import Client
+
+logger = logging.getLogger(__name__)
 
 
 class Lease:
@@ -56,6 +59,11 @@ class Lease:
             self._client.release(self.claim_id, self.lease_token, fencing_token=self.fencing_token)
         except (Conflict, Forbidden, NotFound) as error:
             self._lose(str(error))
+        except (ClaimdeskError, requests.RequestException) as error:
+            # Never in place of the block's own exception: the lease runs out at its TTL anyway.
+            logger.warning(
+                "Could not release claim %s (%s); it expires by itself", self.claim_id, error
+            )
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.refresh_every):
