@@ -62,9 +62,11 @@ def wait_for_decision(approval_id: uuid.UUID | str, timeout: float) -> ApprovalR
     """
     timeout = checked_timeout(timeout)
     deadline = time.monotonic() + timeout
-    approval = resolve_approval(approval_id)
-    with _wake_up_for(approval.pk) as woken:
+    approval_pk = resolve_approval(approval_id).pk
+    with _wake_up_for(approval_pk) as woken:
         while True:
+            # Each look comes after the waiter is registered, so no decision falls between them.
+            approval = get_approval(approval_pk)
             if approval.status not in ApprovalRequest.AWAITING_DECISION:
                 return approval
             let_go_of_the_database()
@@ -73,7 +75,6 @@ def wait_for_decision(approval_id: uuid.UUID | str, timeout: float) -> ApprovalR
                 return approval
             woken.wait(min(remaining, _watcher().recheck_interval()))
             woken.clear()
-            approval = get_approval(approval.pk)
 
 
 def checked_timeout(timeout: object) -> float:
@@ -110,8 +111,8 @@ def let_go_of_the_database() -> None:
 def _wake_up_for(approval_id: uuid.UUID) -> Iterator[threading.Event]:
     """An event set when ``approval_id`` is decided, for as long as the block runs.
 
-    Registered before the first look at the request, so a decision between that look and the
-    sleep still wakes the waiter.
+    Registered before the waiter looks at the request, so a decision between a look and the
+    sleep still wakes it.
     """
     woken = threading.Event()
     watcher = _watcher()

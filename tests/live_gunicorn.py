@@ -15,6 +15,7 @@ import requests
 from tests.telegram.worker import database_url, wait_for
 
 PROJECT = Path(__file__).resolve().parents[1]
+STOP_SECONDS = 10
 
 
 def free_port() -> int:
@@ -67,7 +68,12 @@ def live_gunicorn(log: Path, *, threads: int = 4, **env: str) -> Iterator[str]:
         yield base
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            # Calls still waiting (a failed test's) would hold a graceful stop for their time.
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=STOP_SECONDS)
 
 
 def _answers(url: str) -> bool:

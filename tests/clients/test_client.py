@@ -1,7 +1,9 @@
 """``claimdesk_client.Client`` against a live server: claims, approvals, leases, errors."""
 
 import threading
+from importlib.metadata import version
 
+import claimdesk_client
 import pytest
 from claimdesk_client import (
     Conflict,
@@ -18,6 +20,11 @@ from claims import services
 from tests.telegram.worker import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_client_is_versioned_with_the_api(settings):
+    assert claimdesk_client.__version__ == settings.SPECTACULAR_SETTINGS["VERSION"]
+    assert version("claimdesk-client") == claimdesk_client.__version__
 
 
 def decide_when_asked(approver_api, decision):

@@ -65,6 +65,9 @@ def test_errors_exit_with_the_cli_codes(claimdesk, other_agent):
         "clt_wrong",  # pragma: allowlist secret
     )
     assert (code, error["error"]) == (4, "not_holder")
+    fence = str(held["fencing_token"] + 1)
+    code, _, error = claimdesk("check", "checkout", "payment-form", "--fencing-token", fence)
+    assert (code, error["error"]) == (3, "stale_fence")
     code, _, error = claimdesk("inspect", "999999")
     assert (code, error["error"]) == (5, "not_found")
     code, _, error = claimdesk("claim", "checkout", "other", "--ttl", "0")

@@ -1,5 +1,6 @@
 """A client for the Claimdesk API: leases, approvals, jobs and the audit trail (docs/client.md)."""
 
+# The API version this client speaks: the schema's info.version (/api/schema/).
 __version__ = "1.0.0"
 
 from .client import Client
