@@ -150,3 +150,25 @@ def test_request_over_mcp_carries_a_callback_signed_with_the_token(mcp_http, age
     target = ApprovalRequest.objects.get(pk=asked["id"]).callback_target
     assert target.url == "https://hooks.example.com/h"
     assert agent_key.startswith(target.signer)
+
+
+def test_a_stale_fencing_token_is_refused_with_the_current_one(mcp_http, agent_key):
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            granted = data(
+                await client.call_tool("claim", {"story": "s", "todolist": "t", "agent_id": "a"})
+            )
+            return granted, await client.call_tool(
+                "refresh",
+                {
+                    "claim_id": granted["id"],
+                    "lease_token": granted["lease_token"],
+                    "fencing_token": granted["fencing_token"] - 1,
+                },
+            )
+
+    granted, stale = asyncio.run(session())
+
+    assert stale.is_error
+    assert data(stale)["error"] == "stale_fence"
+    assert data(stale)["fencing_token"] == granted["fencing_token"]
