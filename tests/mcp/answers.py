@@ -1,5 +1,6 @@
 """What the MCP tests share: reading a tool's answer, and a decision taken in another channel."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,6 +14,19 @@ from claims.models import Decision
 def data(result: Any) -> dict[str, Any]:
     """A tool's answer, or its error, as the JSON it carries."""
     return json.loads(result.content[0].text)
+
+
+async def approved_while_awaited(client: Any, approval_id: str, approver: Any) -> dict[str, Any]:
+    """Call ``await_decision`` and, while it waits, let ``approver`` approve in the admin's
+    channel; the decision the tool answered."""
+    waiter = asyncio.create_task(client.call_tool("await_decision", {"approval_id": approval_id}))
+    await asyncio.to_thread(approve, approval_id, approver)
+    return data(await waiter)
+
+
+async def released(client: Any, claimed: dict[str, Any]) -> dict[str, Any]:
+    arguments = {"claim_id": claimed["id"], "lease_token": claimed["lease_token"]}
+    return data(await client.call_tool("release", arguments))
 
 
 def approve(approval_id: str, approver: Any) -> None:

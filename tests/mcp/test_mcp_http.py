@@ -10,7 +10,7 @@ from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 
-from .answers import approve, data
+from .answers import approved_while_awaited, data, released
 
 TOOLS = {"claim", "refresh", "release", "inspect", "request_approval", "await_decision"}
 
@@ -35,26 +35,18 @@ def test_agent_claims_asks_and_awaits_a_decision_taken_in_another_channel(
             undecided = data(
                 await client.call_tool("await_decision", {"approval_id": asked["id"], "timeout": 0})
             )
-            waiter = asyncio.create_task(
-                client.call_tool("await_decision", {"approval_id": asked["id"]})
-            )
-            await asyncio.to_thread(approve, asked["id"], approver)
-            decided = data(await waiter)
-            released = data(
-                await client.call_tool(
-                    "release", {"claim_id": claimed["id"], "lease_token": claimed["lease_token"]}
-                )
-            )
-            return listed, claimed, asked, undecided, decided, released
+            decided = await approved_while_awaited(client, asked["id"], approver)
+            ended = await released(client, claimed)
+            return listed, claimed, asked, undecided, decided, ended
 
-    listed, claimed, asked, undecided, decided, released = asyncio.run(session())
+    listed, claimed, asked, undecided, decided, ended = asyncio.run(session())
 
     assert {tool.name for tool in listed.tools} == TOOLS
     assert all(tool.description and tool.input_schema for tool in listed.tools)
     assert claimed["owner"] == "agent-owner" and claimed["lease_token"]
     assert asked["status"] == undecided["status"] == "pending"
     assert decided["status"] == "approved" and decided["decided_by"] == "approver"
-    assert released["live"] is False
+    assert ended["live"] is False
     assert ApprovalRequest.objects.get().requested_by == "agent-owner"
 
 
@@ -150,3 +142,25 @@ def test_request_over_mcp_carries_a_callback_signed_with_the_token(mcp_http, age
     target = ApprovalRequest.objects.get(pk=asked["id"]).callback_target
     assert target.url == "https://hooks.example.com/h"
     assert agent_key.startswith(target.signer)
+
+
+def test_a_stale_fencing_token_is_refused_with_the_current_one(mcp_http, agent_key):
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            granted = data(
+                await client.call_tool("claim", {"story": "s", "todolist": "t", "agent_id": "a"})
+            )
+            return granted, await client.call_tool(
+                "refresh",
+                {
+                    "claim_id": granted["id"],
+                    "lease_token": granted["lease_token"],
+                    "fencing_token": granted["fencing_token"] - 1,
+                },
+            )
+
+    granted, stale = asyncio.run(session())
+
+    assert stale.is_error
+    assert data(stale)["error"] == "stale_fence"
+    assert data(stale)["fencing_token"] == granted["fencing_token"]

@@ -14,7 +14,7 @@ from backoffice.cli import EXIT_USAGE
 from claims.models import Claim
 from tests.telegram.worker import MANAGE_PY, database_url
 
-from .answers import approve, data
+from .answers import approved_while_awaited, data, released
 
 
 def server(*options):
@@ -46,25 +46,17 @@ def test_agent_on_this_machine_claims_asks_awaits_and_releases_as_its_user(
                     {"kind": "claim", "text": "Work on s-1?", "claim_id": claimed["id"]},
                 )
             )
-            waiter = asyncio.create_task(
-                client.call_tool("await_decision", {"approval_id": asked["id"]})
-            )
-            await asyncio.to_thread(approve, asked["id"], approver)
-            decided = data(await waiter)
-            released = data(
-                await client.call_tool(
-                    "release", {"claim_id": claimed["id"], "lease_token": claimed["lease_token"]}
-                )
-            )
-            return listed, claimed, inspected, decided, released
+            decided = await approved_while_awaited(client, asked["id"], approver)
+            ended = await released(client, claimed)
+            return listed, claimed, inspected, decided, ended
 
-    listed, claimed, inspected, decided, released = asyncio.run(session())
+    listed, claimed, inspected, decided, ended = asyncio.run(session())
 
     assert "await_decision" in {tool.name for tool in listed.tools}
     assert claimed["owner"] == "ci" and claimed["live"] is True
     assert inspected["fencing_token"] == claimed["fencing_token"]
     assert decided["status"] == "approved" and decided["requested_by"] == "ci"
-    assert released["live"] is False
+    assert ended["live"] is False
     assert Claim.objects.get().released_at is not None
 
 
