@@ -222,8 +222,8 @@ def bench_approvals(database_url: str, revision: str, approvals: int, rounds: in
         f"{statistics.median(cpu['after']):.2f} ms with the chain"
     )
     report(
-        f"With the chain, median of {rounds} paired runs: {slowdown:+.1%} slower ({verdict} the "
-        f"target of at most {SLOWDOWN_TARGET:.0%})"
+        f"With the chain, median of {rounds} paired runs: {-slowdown:+.1%} approvals/s "
+        f"({verdict} the target: at most {SLOWDOWN_TARGET:.0%} slower)"
     )
 
 
