@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from model_bakery import baker
 
-from audit import chain, services
+from audit import chain, services, tasks
 from audit.errors import ChainBroken
 from audit.models import AuditEvent, ChainHead, Checkpoint
 from audit.selectors import link_values
@@ -294,14 +294,18 @@ def test_a_forged_checkpoint_is_refused(tmp_path):
         verify("--checkpoints", str(forged), "--since-checkpoint", "2")
 
 
-def test_checkpoint_command_and_task_need_no_arguments(db):
+def test_checkpoint_command_and_task_publish_only_when_the_chain_grew(db):
     write_events(1)
     out = StringIO()
 
     call_command("audit_checkpoint", stdout=out)
+    unchanged = tasks.checkpoint()
+    write_events(1)
+    grown = tasks.checkpoint()
 
     assert json.loads(out.getvalue())["published"] is True
-    assert Checkpoint.objects.get().seq == 1
+    assert (unchanged, grown) == (None, 2)
+    assert list(Checkpoint.objects.values_list("seq", flat=True)) == [2, 1]
 
 
 # --- Exports -------------------------------------------------------------------------------
