@@ -225,3 +225,22 @@ def test_manifest_errors_carry_the_api_codes(mcp_http, agent_key, settings):
     assert data(refused)["error"] == "command_not_allowed"
     assert data(missing)["error"] == "not_found"
     assert not Job.objects.exists()
+
+
+def test_manifest_over_mcp_carries_a_callback_signed_with_the_token(mcp_http, agent_key, settings):
+    settings.CALLBACK_ALLOWED_HOSTS = ["hooks.example.com"]
+    settings.AUTOMATION_COMMAND_ALLOWLIST = ["echo", "true"]
+
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            return await client.call_tool(
+                "submit_manifest",
+                {"manifest": RELEASE, "callback_url": "https://hooks.example.com/jobs"},
+            )
+
+    submitted = data(asyncio.run(session()))
+
+    target = Job.objects.get(pk=submitted["id"]).callback_target
+    assert target.url == "https://hooks.example.com/jobs"
+    assert target.approval_id == Job.objects.get().approval_id
+    assert agent_key.startswith(target.signer)
