@@ -6,9 +6,9 @@ import httpx2
 import pytest
 from model_bakery import baker
 
+from automation.models import Job
 from backoffice.actors import Actor, Source
 from claims import services
-from automation.models import Job
 from claims.models import ApprovalRequest
 
 from .answers import approve, data, run_jobs
