@@ -107,6 +107,11 @@ def _actor(ctx: Context, label: str = "") -> Actor:
     return Actor(source=source, user=user, label=label)
 
 
+def _signing_actor(ctx: Context, agent_id: str) -> dict[str, Any]:
+    """Who acts, and whose API token signs the callbacks of what they ask for (``signer``)."""
+    return {"actor": _actor(ctx, agent_id), "signer": caller(ctx).signer}
+
+
 def claim(
     story: Story,
     todolist: Todolist,
@@ -202,9 +207,8 @@ def request_approval(
         agent_id=agent_id,
         claim_id=claim_id,
         payload=payload,
-        actor=_actor(ctx, agent_id),
         callback_url=callback_url,
-        signer=caller(ctx).signer,
+        **_signing_actor(ctx, agent_id),
     )
     return approval_data(approval)
 
@@ -257,9 +261,8 @@ def submit_manifest(
         manifest_data=manifest,
         live=live,
         agent_id=agent_id,
-        actor=_actor(ctx, agent_id),
         callback_url=callback_url,
-        signer=caller(ctx).signer,
+        **_signing_actor(ctx, agent_id),
     )
     return job_data(job)
 
