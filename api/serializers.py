@@ -408,6 +408,14 @@ class JobSubmitSerializer(serializers.Serializer):
         default="",
         help_text="A label: which agent of yours submits.",
     )
+    callback_url = StrictCharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="https URL on a host in CALLBACK_ALLOWED_HOSTS: the approval request's "
+        "decision and then the job's end are POSTed there, signed with this token's secret "
+        "(docs/callbacks.md).",
+    )
 
 
 # --- Audit trail and outbox -----------------------------------------------------------------

@@ -364,11 +364,13 @@ class JobViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @idempotent
     def create(self, request: Request) -> Response:
         data = validated(JobSubmitSerializer, request)
-        job = jobs.submit(
+        job = callback_services.submit_job(
             manifest_data=data["manifest"],
             live=data["live"],
             agent_id=data["agent_id"],
             actor=api_actor(request, label=data["agent_id"]),
+            callback_url=data["callback_url"],
+            signer=signer_of(request),
         )
         return Response(JobSerializer.represent(job), status.HTTP_201_CREATED)
 

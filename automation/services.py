@@ -9,6 +9,7 @@ elsewhere) changes nothing any more (``LostJob``).
 
 import shlex
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,12 +87,21 @@ def _request_text(job_id: uuid.UUID, data: dict[str, Any], digest: str, dry_run:
     return Truncator(f"{head}\n{listed}").chars(limit)
 
 
-def submit(*, manifest_data: Any, actor: Actor, live: bool = False, agent_id: str = "") -> Job:
+def submit(
+    *,
+    manifest_data: Any,
+    actor: Actor,
+    live: bool = False,
+    agent_id: str = "",
+    created: Callable[[Job], None] | None = None,
+) -> Job:
     """Create a job for ``manifest_data`` and the approval request that binds its hash.
 
     An invalid manifest raises ``InvalidInput`` with every problem; a step outside the allowlist
     raises ``CommandNotAllowed``, audited as ``job.refused``. Nothing is saved in either case.
-    Nothing runs before the request is approved.
+    Nothing runs before the request is approved. ``created`` is called with the new job inside
+    its transaction, so what a channel attaches to it (a callback URL) commits with it or not at
+    all; the refusal's audit event is committed on its own, so no caller may wrap this in one.
     """
     fields = manifest.problems(manifest_data)
     user = actor.authenticated_user
@@ -116,12 +126,21 @@ def submit(*, manifest_data: Any, actor: Actor, live: bool = False, agent_id: st
                 },
             )
         raise CommandNotAllowed(refused)
-    return _create(manifest_data, digest, user, actor=actor, live=live, agent_id=agent_id)
+    return _create(
+        manifest_data, digest, user, actor=actor, live=live, agent_id=agent_id, created=created
+    )
 
 
 @transaction.atomic
 def _create(
-    data: dict[str, Any], digest: str, user: User, *, actor: Actor, live: bool, agent_id: str
+    data: dict[str, Any],
+    digest: str,
+    user: User,
+    *,
+    actor: Actor,
+    live: bool,
+    agent_id: str,
+    created: Callable[[Job], None] | None,
 ) -> Job:
     job_id = uuid.uuid4()
     dry_run = not (live and settings.AUTOMATION_ALLOW_EXECUTION)
@@ -169,6 +188,8 @@ def _create(
         )
         for position, step in enumerate(manifest.steps(data))
     )
+    if created is not None:
+        created(job)
     record("job.submitted", actor=actor, obj=job, details=_details(job))
     events.publish(events.JobSubmitted(actor, job))
     return job

@@ -6,6 +6,7 @@ class CallbacksConfig(AppConfig):
     verbose_name = "Decision callbacks"
 
     def ready(self) -> None:
+        from automation.events import JobEnded
         from claims import events
 
         from . import outbox
@@ -13,3 +14,5 @@ class CallbacksConfig(AppConfig):
         # A request's callback URL hears of the decision, whoever or whatever took it.
         for settled in (events.ApprovalDecided, events.ApprovalExpired, events.ApprovalDefaulted):
             events.subscribe(settled, outbox.approval_settled)
+        # A job's callback URL hears how it ended, whatever ended it.
+        events.subscribe(JobEnded, outbox.job_ended)

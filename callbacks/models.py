@@ -6,12 +6,20 @@ from telegram_bridge.models import Delivery
 class CallbackTarget(models.Model):
     """Where an approval request's outcome is POSTed, and whose API token signs it.
 
-    ``signer`` is the token's public prefix (knox ``token_key``); the signing secret is derived
-    from it (``signing.secret_for``) and never stored.
+    A job's target is its approval request's, with ``job`` set: it hears the decision, then how
+    the job ended. ``signer`` is the token's public prefix (knox ``token_key``); the signing
+    secret is derived from it (``signing.secret_for``) and never stored.
     """
 
     approval = models.OneToOneField(
         "claims.ApprovalRequest", on_delete=models.CASCADE, related_name="callback_target"
+    )
+    job = models.OneToOneField(
+        "automation.Job",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="callback_target",
     )
     url = models.URLField(max_length=2000)
     signer = models.CharField(max_length=64, help_text="The signing API token's key prefix.")

@@ -1,4 +1,4 @@
-"""Approval requests with a callback URL, and giving failed callbacks another round.
+"""Approval requests and jobs with a callback URL, and giving failed callbacks another round.
 
 A callback URL is checked before the request is made (https, at most ``MAX_URL_LENGTH``
 characters, no credentials, a host in ``CALLBACK_ALLOWED_HOSTS``; plain http only with
@@ -15,6 +15,8 @@ from django.http.request import validate_host
 from django.utils import timezone
 
 from audit.services import record
+from automation import services as jobs
+from automation.models import Job
 from backoffice.actors import Actor
 from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from claims import services as claims_services
@@ -49,21 +51,40 @@ def url_problem(url: str) -> str:
     return ""
 
 
-@transaction.atomic
-def request_approval(*, callback_url: str, signer: str, **request: Any) -> ApprovalRequest:
-    """``claims.services.request_approval``, and once it is decided or expires, a signed POST of
-    its new state to ``callback_url`` (if one is given), signed with the secret of the API token
-    whose key prefix is ``signer``."""
+def _check(callback_url: str, signer: str) -> None:
+    """Refuse a callback URL that may not be used, or one nobody could sign for."""
     if callback_url:
         problem = url_problem(callback_url)
         if not problem and not signer:
             problem = "needs an API token to sign the callback with"
         if problem:
             raise InvalidInput({"callback_url": problem})
+
+
+@transaction.atomic
+def request_approval(*, callback_url: str, signer: str, **request: Any) -> ApprovalRequest:
+    """``claims.services.request_approval``, and once it is decided or expires, a signed POST of
+    its new state to ``callback_url`` (if one is given), signed with the secret of the API token
+    whose key prefix is ``signer``."""
+    _check(callback_url, signer)
     approval = claims_services.request_approval(**request)
     if callback_url:
         CallbackTarget.objects.create(approval=approval, url=callback_url, signer=signer)
     return approval
+
+
+def submit_job(*, callback_url: str, signer: str, **submit: Any) -> Job:
+    """``automation.services.submit``, and a signed POST to ``callback_url`` (if one is given)
+    once its approval request is decided and again when the job ends; the URL is checked as
+    ``request_approval`` checks it, before anything is saved."""
+    _check(callback_url, signer)
+
+    def attach(job: Job) -> None:
+        CallbackTarget.objects.create(
+            approval=job.approval, job=job, url=callback_url, signer=signer
+        )
+
+    return jobs.submit(**submit, created=attach if callback_url else None)
 
 
 def requeue(callback_id: object, *, actor: Actor) -> bool:

@@ -1,7 +1,9 @@
-"""The tools an agent calls over MCP: thin callers of ``claims.services`` and selectors.
+"""The tools an agent calls over MCP: thin callers of the services and selectors of ``claims``
+and ``automation``.
 
 Every tool builds its ``Actor`` from the caller (``identity``), calls the same service the REST
-API calls and answers with the representation every channel shows (``claims.representation``).
+API calls and answers with the representation every channel shows (``claims.representation``,
+``automation.representation``).
 A domain error becomes a tool error whose JSON carries the API's stable code (``conflict``,
 ``not_holder``, ``stale_fence``, ``forbidden``, ``not_found``, ``invalid``, ...) and its context,
 in ``answer`` and nowhere else. Tools are plain functions the SDK runs in a worker thread; each
@@ -22,6 +24,8 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
+from automation import selectors as job_selectors
+from automation.representation import job_data
 from backoffice.actors import Actor
 from backoffice.cli import JSONEncoder
 from backoffice.errors import DomainError, InvalidInput
@@ -34,7 +38,9 @@ from .identity import caller
 INSTRUCTIONS = (
     "Claimdesk: claim a work item (a lease on story/todolist) before working on it, refresh it "
     "before it expires, release it when done. Ask a human with request_approval, then call "
-    "await_decision with the id until the status is no longer pending. Errors are JSON with a "
+    "await_decision with the id until the status is no longer pending. To run commands, "
+    "submit_manifest, await_decision with its approval id, then job_status until the job ends. "
+    "Errors are JSON with a "
     "stable 'error' code: conflict (someone else holds the lease), not_holder (wrong lease "
     "token), stale_fence (your lease was lost), forbidden, not_found, invalid."
 )
@@ -54,6 +60,13 @@ TtlSeconds = Annotated[
 ]
 AgentId = Annotated[str, Field(description="A label naming which agent of yours acts.")]
 ApprovalId = Annotated[str, Field(description="The approval request id (or its first 6+ hex).")]
+CallbackUrl = Annotated[
+    str,
+    Field(
+        description="Optional, over HTTP only: an https URL on an allowed host that gets the "
+        "new state POSTed, signed with your API token's callback secret."
+    ),
+]
 
 
 def _json(data: Any) -> str:
@@ -92,6 +105,11 @@ def answer(tool: Callable[..., dict[str, Any]]) -> Callable[..., CallToolResult]
 def _actor(ctx: Context, label: str = "") -> Actor:
     user, source, _signer = caller(ctx)
     return Actor(source=source, user=user, label=label)
+
+
+def _signing_actor(ctx: Context, agent_id: str) -> dict[str, Any]:
+    """Who acts, and whose API token signs the callbacks of what they ask for (``signer``)."""
+    return {"actor": _actor(ctx, agent_id), "signer": caller(ctx).signer}
 
 
 def claim(
@@ -179,13 +197,7 @@ def request_approval(
     payload: Annotated[
         dict[str, Any] | None, Field(description="Machine-readable detail: the command, ...")
     ] = None,
-    callback_url: Annotated[
-        str,
-        Field(
-            description="Optional, over HTTP only: an https URL on an allowed host that gets "
-            "the decision POSTed, signed with your API token's callback secret."
-        ),
-    ] = "",
+    callback_url: CallbackUrl = "",
 ) -> dict[str, Any]:
     """Ask the human approvers; answers at once with the request's id and status ('pending').
     Then call await_decision with the id until the status is no longer pending."""
@@ -195,9 +207,8 @@ def request_approval(
         agent_id=agent_id,
         claim_id=claim_id,
         payload=payload,
-        actor=_actor(ctx, agent_id),
         callback_url=callback_url,
-        signer=caller(ctx).signer,
+        **_signing_actor(ctx, agent_id),
     )
     return approval_data(approval)
 
@@ -224,6 +235,46 @@ def await_decision(
     return approval_data(waiting.wait_for_decision(approval_id, timeout))
 
 
+def submit_manifest(
+    manifest: Annotated[
+        dict[str, Any],
+        Field(
+            description="The manifest (docs/automation.md): name, steps (each with id, argv, "
+            "optional timeout, retries, allow_fail, env, cwd), optional work_item "
+            "{story, todolist} and concurrency."
+        ),
+    ],
+    ctx: Context,
+    live: Annotated[
+        bool,
+        Field(description="Run the commands for real once approved (default: a dry run)."),
+    ] = False,
+    agent_id: AgentId = "",
+    callback_url: CallbackUrl = "",
+) -> dict[str, Any]:
+    """Submit a manifest of commands to run once a human approves it; answers at once with the
+    job (id, status 'awaiting_approval', mode), its 'approval' request id and 'manifest_short',
+    the hash approvers see. Call await_decision with the approval id, then job_status with the
+    job id until its status is succeeded, failed, cancelled or refused. An invalid manifest is
+    error 'invalid' listing every problem; a command off the allowlist 'command_not_allowed'."""
+    job = callback_services.submit_job(
+        manifest_data=manifest,
+        live=live,
+        agent_id=agent_id,
+        callback_url=callback_url,
+        **_signing_actor(ctx, agent_id),
+    )
+    return job_data(job)
+
+
+def job_status(
+    job_id: Annotated[str, Field(description="The job id (or its first 6+ hex).")],
+) -> dict[str, Any]:
+    """Read a job: its status (awaiting_approval, queued, running, succeeded, failed,
+    cancelled, refused), its approval request and each step's status, exit code and output."""
+    return job_data(job_selectors.get_job(job_id))
+
+
 # Every tool an agent sees, in the order listed.
 TOOLS: list[Callable[..., dict[str, Any]]] = [
     claim,
@@ -232,6 +283,8 @@ TOOLS: list[Callable[..., dict[str, Any]]] = [
     inspect,
     request_approval,
     await_decision,
+    submit_manifest,
+    job_status,
 ]
 
 

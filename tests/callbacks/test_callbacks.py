@@ -18,19 +18,7 @@ from claims import services as claims_services
 from claims.models import ApprovalRequest, Decision
 from tests.api.conftest import client_with_token, token_for
 
-from .receiver import Receiver
-
 Status = Callback.Status
-
-
-@pytest.fixture
-def receiver(settings):
-    """A receiver on 127.0.0.1, allowed as a callback host (plain http: DEBUG on)."""
-    settings.DEBUG = True
-    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from tests.live_gunicorn import live_gunicorn
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, tmp_path_factory):
-    with live_gunicorn(tmp_path_factory.mktemp("server") / "gunicorn.log", threads=8) as base:
+    log = tmp_path_factory.mktemp("server") / "gunicorn.log"
+    with live_gunicorn(log, threads=8, CALLBACK_ALLOWED_HOSTS="hooks.example.com") as base:
         yield base
 
 

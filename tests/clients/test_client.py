@@ -16,6 +16,7 @@ from claimdesk_client import (
     TimedOut,
 )
 
+from automation.models import Job
 from claims import services
 from tests.telegram.worker import wait_for
 
@@ -155,13 +156,33 @@ def test_the_audit_trail_is_read_page_by_page(agent, auditor_api):
     assert actions[-2:] == ["claim.acquired", "claim.released"]
 
 
-def test_jobs_are_submitted_and_followed(agent, server):
-    try:
-        jobs = list(agent.jobs())
-    except NotFound:
-        pytest.skip("this server has no /api/v1/jobs/ endpoint yet")
-    assert isinstance(jobs, list)
-    manifest = {"name": "noop", "steps": [{"name": "say", "run": "true"}]}
-    job = agent.submit_job(manifest, live=False)
-    assert agent.job(job["id"])["id"] == job["id"]
-    assert {"id", "status", "approval_id", "steps"} <= set(job)
+RELEASE = {"name": "release", "steps": [{"id": "tag", "argv": ["echo", "v1"]}]}
+
+
+def test_a_job_is_submitted_approved_followed_and_cancelled(agent, approver_api):
+    submitted = agent.submit_job(RELEASE, callback_url="https://hooks.example.com/jobs")
+    assert (submitted["status"], submitted["mode"]) == ("awaiting_approval", "dry_run")
+    assert submitted["agent_id"] == "agent-7" and submitted["manifest_short"]
+
+    approver_api.decide(submitted["approval"], "approve")
+    assert agent.await_approval(submitted["approval"], 10)["status"] == "approved"
+    queued = agent.job(submitted["short_id"])
+    assert (queued["id"], queued["status"]) == (submitted["id"], "queued")
+    assert [job["id"] for job in agent.jobs(status="queued")] == [submitted["id"]]
+    cancelled = agent.cancel_job(submitted["id"])
+    assert (cancelled["status"], cancelled["changed"]) == ("cancelled", True)
+    assert agent.cancel_job(submitted["id"])["changed"] is False
+    target = Job.objects.get().callback_target
+    assert target.url == "https://hooks.example.com/jobs"
+
+
+def test_a_bad_manifest_or_callback_url_is_invalid(agent):
+    with pytest.raises(Invalid) as invalid:
+        agent.submit_job({"name": "", "steps": []})
+    assert {"name", "steps"} <= set(invalid.value.fields)
+    with pytest.raises(Invalid) as bad_url:
+        agent.submit_job(RELEASE, callback_url="https://169.254.169.254/")
+    assert "callback_url" in bad_url.value.fields
+    with pytest.raises(NotFound):
+        agent.job("abcdef")
+    assert not Job.objects.exists()

@@ -95,3 +95,23 @@ def test_request_then_wait_exits_6_undecided_0_approved_3_denied(claimdesk, appr
     approver_api.decide(asked["id"], "deny")
     code, denied, error = claimdesk("wait", asked["id"])
     assert (code, denied["status"], error["error"]) == (3, "denied", "denied")
+
+
+def test_job_submit_and_show(claimdesk, tmp_path):
+    manifest = tmp_path / "release.json"
+    manifest.write_text(json.dumps({"name": "release", "steps": [{"id": "a", "argv": ["true"]}]}))
+    code, submitted, _ = claimdesk("job", "submit", str(manifest), "--agent-id", "ci-1")
+    assert (code, submitted["status"], submitted["agent_id"]) == (0, "awaiting_approval", "ci-1")
+    assert submitted["approval"] and submitted["manifest_short"]
+    code, shown, _ = claimdesk("job", "show", submitted["id"][:8])
+    assert (code, shown["id"], shown["steps"][0]["id"]) == (0, submitted["id"], "a")
+
+
+def test_job_submit_exits_2_for_a_bad_file_or_manifest(claimdesk, tmp_path):
+    code, _, error = claimdesk("job", "submit", str(tmp_path / "missing.json"))
+    assert (code, error["error"]) == (2, "invalid") and "cannot read" in error["detail"]
+    (tmp_path / "bad.json").write_text('{"name": ""}')
+    code, _, error = claimdesk("job", "submit", str(tmp_path / "bad.json"))
+    assert (code, error["error"]) == (2, "invalid") and "name" in error["fields"]
+    code, _, error = claimdesk("job", "show", "abcdef")
+    assert (code, error["error"]) == (5, "not_found")

@@ -1,4 +1,5 @@
-"""What the MCP tests share: reading a tool's answer, and a decision taken in another channel."""
+"""What the MCP tests share: reading a tool's answer, a decision taken in another channel, and
+the runner taking up approved jobs."""
 
 import asyncio
 import json
@@ -6,6 +7,7 @@ from typing import Any
 
 from django.db import connections
 
+from automation import runner
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import Decision
@@ -33,5 +35,13 @@ def approve(approval_id: str, approver: Any) -> None:
     """The approver decides in the admin's channel, in a thread of its own (``to_thread``)."""
     try:
         services.decide(approval_id, Decision.APPROVE, actor=Actor(Source.ADMIN, approver))
+    finally:
+        connections.close_all()
+
+
+def run_jobs() -> None:
+    """Run the approved jobs in a thread of its own, as a worker of the runner cluster would."""
+    try:
+        runner.run_next()
     finally:
         connections.close_all()

@@ -6,13 +6,23 @@ import httpx2
 import pytest
 from model_bakery import baker
 
+from automation.models import Job
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 
-from .answers import approved_while_awaited, data, released
+from .answers import approve, approved_while_awaited, data, released, run_jobs
 
-TOOLS = {"claim", "refresh", "release", "inspect", "request_approval", "await_decision"}
+TOOLS = {
+    "claim",
+    "refresh",
+    "release",
+    "inspect",
+    "request_approval",
+    "await_decision",
+    "submit_manifest",
+    "job_status",
+}
 
 
 def test_agent_claims_asks_and_awaits_a_decision_taken_in_another_channel(
@@ -164,3 +174,87 @@ def test_a_stale_fencing_token_is_refused_with_the_current_one(mcp_http, agent_k
     assert stale.is_error
     assert data(stale)["error"] == "stale_fence"
     assert data(stale)["fencing_token"] == granted["fencing_token"]
+
+
+RELEASE = {
+    "name": "release",
+    "steps": [{"id": "tag", "argv": ["echo", "v1"]}, {"id": "notes", "argv": ["true"]}],
+}
+
+
+def test_agent_submits_a_manifest_awaits_approval_and_follows_the_job(
+    mcp_http, agent_key, approver, settings
+):
+    settings.AUTOMATION_COMMAND_ALLOWLIST = ["echo", "true"]
+
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            submitted = data(
+                await client.call_tool("submit_manifest", {"manifest": RELEASE, "agent_id": "a-1"})
+            )
+            waiter = asyncio.create_task(
+                client.call_tool("await_decision", {"approval_id": submitted["approval"]})
+            )
+            await asyncio.to_thread(approve, submitted["approval"], approver)
+            decided = data(await waiter)
+            queued = data(await client.call_tool("job_status", {"job_id": submitted["id"][:8]}))
+            await asyncio.to_thread(run_jobs)
+            ended = data(await client.call_tool("job_status", {"job_id": submitted["id"]}))
+            return submitted, decided, queued, ended
+
+    submitted, decided, queued, ended = asyncio.run(session())
+
+    job = Job.objects.get()
+    assert submitted["id"] == str(job.pk) and submitted["status"] == "awaiting_approval"
+    assert submitted["approval"] == str(job.approval_id)
+    assert submitted["manifest_short"] == job.short_hash and submitted["mode"] == "dry_run"
+    assert submitted["agent_id"] == "a-1" and submitted["submitted_by"] == "agent-owner"
+    assert decided["status"] == "approved"
+    assert queued["status"] == "queued"
+    assert ended["status"] == "succeeded"
+    assert [(step["id"], step["status"]) for step in ended["steps"]] == [
+        ("tag", "succeeded"),
+        ("notes", "succeeded"),
+    ]
+
+
+def test_manifest_errors_carry_the_api_codes(mcp_http, agent_key, settings):
+    settings.AUTOMATION_COMMAND_ALLOWLIST = ["echo"]
+    bad = {"name": "", "steps": [{"id": "a", "argv": "echo hi"}]}
+    off_list = {"name": "x", "steps": [{"id": "a", "argv": ["rm", "-rf", "/"]}]}
+
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            return [
+                await client.call_tool("submit_manifest", {"manifest": bad}),
+                await client.call_tool("submit_manifest", {"manifest": off_list}),
+                await client.call_tool("job_status", {"job_id": "abcdef"}),
+            ]
+
+    invalid, refused, missing = asyncio.run(session())
+
+    assert all(result.is_error for result in (invalid, refused, missing))
+    assert data(invalid)["error"] == "invalid"
+    assert set(data(invalid)["fields"]) == {"name", "steps/0/argv"}
+    assert data(refused)["error"] == "command_not_allowed"
+    assert data(missing)["error"] == "not_found"
+    assert not Job.objects.exists()
+
+
+def test_manifest_over_mcp_carries_a_callback_signed_with_the_token(mcp_http, agent_key, settings):
+    settings.CALLBACK_ALLOWED_HOSTS = ["hooks.example.com"]
+    settings.AUTOMATION_COMMAND_ALLOWLIST = ["echo", "true"]
+
+    async def session():
+        async with mcp_http.session(agent_key) as client:
+            return await client.call_tool(
+                "submit_manifest",
+                {"manifest": RELEASE, "callback_url": "https://hooks.example.com/jobs"},
+            )
+
+    submitted = data(asyncio.run(session()))
+
+    target = Job.objects.get(pk=submitted["id"]).callback_target
+    assert target.url == "https://hooks.example.com/jobs"
+    assert target.approval_id == Job.objects.get().approval_id
+    assert agent_key.startswith(target.signer)

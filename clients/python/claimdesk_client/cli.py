@@ -5,6 +5,8 @@ Configured by the environment: ``CLAIMDESK_URL`` and ``CLAIMDESK_TOKEN`` (an API
 shell history. Prints one JSON document on stdout; an error is a JSON body on stderr and an exit
 code: 2 invalid input, 3 conflict (and a request denied or expired), 4 not permitted or not the
 holder, 5 not found, 6 still undecided when ``wait`` ran out of time, 1 anything else.
+``job submit FILE`` sends a manifest (a JSON file, ``-`` for stdin) and ``job show ID`` prints a
+job with its steps.
 """
 
 import argparse
@@ -12,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -156,6 +159,23 @@ def _wait(client: Client, options: argparse.Namespace) -> Any:
     return client.await_approval(options.id, options.timeout)
 
 
+def _job_submit(client: Client, options: argparse.Namespace) -> Any:
+    try:
+        text = sys.stdin.read() if options.file == "-" else Path(options.file).read_text()
+        manifest = json.loads(text)
+    except OSError as error:
+        raise UsageError(f"cannot read {options.file}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"{options.file} is not JSON: {error}") from None
+    return client.submit_job(
+        manifest, live=options.live, agent_id=options.agent_id, callback_url=options.callback_url
+    )
+
+
+def _job_show(client: Client, options: argparse.Namespace) -> Any:
+    return client.job(options.id)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="claimdesk",
@@ -163,8 +183,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[..., Any], help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(
+        name: str, run: Callable[..., Any], help: str, within: Any = commands
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = within.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run)
         return sub
 
@@ -212,6 +234,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("id", help="The request's id, or its first 6+ hex digits.")
     wait.add_argument("--timeout", type=float, default=600.0, help="Seconds (default 600).")
+
+    job = commands.add_parser("job", help="Submit a manifest or show a job.")
+    jobs = job.add_subparsers(required=True, metavar="ACTION")
+    submit = command(
+        "submit",
+        _job_submit,
+        "Submit a manifest; prints the job, its approval id and manifest_short.",
+        jobs,
+    )
+    submit.add_argument("file", help="The manifest, a JSON file (- for stdin).")
+    submit.add_argument("--live", action="store_true", help="Run for real once approved.")
+    submit.add_argument("--agent-id")
+    submit.add_argument("--callback-url", default="", help="Hears the decision and the end.")
+    show = command("show", _job_show, "Show a job with its steps.", jobs)
+    show.add_argument("id", help="The job's id, or its first 6+ hex digits.")
     return parser
 
 

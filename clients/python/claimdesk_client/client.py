@@ -299,15 +299,37 @@ class Client:
 
     # --- Jobs and the audit trail ----------------------------------------------------------
 
-    def submit_job(self, manifest: dict[str, Any], *, live: bool = False) -> Job:
-        """Submit a release manifest; ``live`` runs it for real once approved, else a dry run."""
-        return cast(Job, self._post("jobs/", {"manifest": manifest, "live": live}))
+    def submit_job(
+        self,
+        manifest: dict[str, Any],
+        *,
+        live: bool = False,
+        agent_id: str | None = None,
+        callback_url: str = "",
+    ) -> Job:
+        """Submit a manifest (docs/automation.md); ``live`` runs it for real once approved, else
+        a dry run. The answer names the job's approval request (``approval``): wait for it with
+        ``await_approval``, then follow the job with ``job``. A ``callback_url`` hears the
+        decision and the job's end (docs/callbacks.md)."""
+        body: dict[str, Any] = {"manifest": manifest, "live": live}
+        if agent_id or self.agent_id:
+            body["agent_id"] = agent_id or self.agent_id
+        if callback_url:
+            body["callback_url"] = callback_url
+        return cast(Job, self._post("jobs/", body))
 
-    def job(self, job_id: Any) -> Job:
+    def job(self, job_id: str) -> Job:
+        """The job with this id (or its first six or more hex digits), with its steps."""
         return cast(Job, self._get(f"jobs/{job_id}/"))
 
     def jobs(self, **filters: Any) -> Iterator[Job]:
+        """Every job matching ``filters`` (status, name, ...), newest first."""
         return cast(Iterator[Job], self._pages("jobs/", filters))
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job that has not ended (its submitter, or staff with the permission); the
+        answer's ``changed`` is false when it was already cancelled."""
+        return cast(Job, self._post(f"jobs/{job_id}/cancel/", {}))
 
     def audit_events(self, **filters: Any) -> Iterator[AuditEvent]:
         """The audit trail, oldest first (since, until, action, actor, source, object_type,

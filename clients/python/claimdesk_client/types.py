@@ -1,10 +1,11 @@
-"""The shapes of the API's answers, as the server's ``claims/representation.py`` makes them.
+"""The shapes of the API's answers, as the server's ``claims/representation.py`` (and
+``automation/representation.py``) makes them.
 
 They are the JSON objects themselves (``TypedDict``), so nothing is lost when the server adds a
 field; a type checker knows the ones listed here.
 """
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class Claim(TypedDict):
@@ -75,7 +76,23 @@ class AuditEvent(TypedDict):
 
 
 class Job(TypedDict):
-    id: Any
+    """As ``automation/representation.py`` makes it; ``changed`` only in a cancel's answer."""
+
+    id: str
+    short_id: str
+    name: str
     status: str
-    approval_id: str | None
+    mode: str
+    live: bool
+    manifest_sha256: str
+    manifest_short: str
+    approval: str
+    approval_status: str
+    submitted_by: str
+    agent_id: str
+    reason: str
+    started_at: str | None
+    finished_at: str | None
+    manifest: dict[str, Any]
     steps: list[dict[str, Any]]
+    changed: NotRequired[bool]
