@@ -254,11 +254,16 @@ def _next_due_in() -> float | None:
 
 
 def _attempt(item: Taken) -> Attempted:
-    """Wait for the booked slot, make the call and say what should become of the row."""
+    """Wait for the booked slot and the limiter's leave, make the call and say what should
+    become of the row."""
     message, reservation, booked_at = item
     wait = booked_at + reservation.wait - time.monotonic()
     if wait > 0:
         time.sleep(wait)
+    permit = ratelimit.admit(message.chat_id)
+    while not permit.granted:
+        time.sleep(permit.wait)
+        permit = ratelimit.admit(message.chat_id)
     try:
         result = get_client().call(message.method, message.payload)
     except RetryAfter as error:
@@ -269,6 +274,8 @@ def _attempt(item: Taken) -> Attempted:
         return _failed(message, error, dead=True)
     except BotApiError as error:
         return _failed(message, error, dead=message.attempts >= settings.OUTBOX_MAX_ATTEMPTS)
+    finally:
+        ratelimit.finish(permit)
     return _sent(result)
 
 
