@@ -151,29 +151,32 @@ def admit(chat_id: int) -> Permit:
     return Permit(int(chat_id), granted=True, token=token)
 
 
-def finish(permit: Permit) -> None:
-    """The call of an admitted send is over (answered, refused or failed): time it from now.
+def finish(permit: Permit, age: float = 0.0) -> None:
+    """The call of an admitted send ended ``age`` seconds ago (answered, refused or failed).
 
-    The send keeps counting against the global rate for ``WINDOW`` seconds from now, and the
-    chat's next send is at least its interval from now.
+    From then on the send counts against the global rate for ``WINDOW`` seconds more, and the
+    chat's next send is at least its interval away. Telling it later (with the call's ``age``,
+    when the batch's outcomes are committed) changes nothing: until then the send counted as in
+    flight, and the chat's next message waits for that commit anyway.
     """
     interval = chat_interval(permit.chat_id)
+    age = max(float(age), 0.0)
     if settings.REDIS_URL:
         run_script(
             FINISH_SCRIPT,
             keys=[_redis_key("sends"), _redis_key(_chat_key(permit.chat_id))],
-            args=[permit.token, interval, REDIS_KEY_TTL_SECONDS],
+            args=[permit.token, age, interval, REDIS_KEY_TTL_SECONDS],
         )
         return
     with transaction.atomic():
         global_row = _locked(GLOBAL_KEY)
         chat = _locked(_chat_key(permit.chat_id))
-        now = time.time()
+        ended = time.time() - age
         if permit.token in global_row.sends:
-            global_row.sends[permit.token] = now
+            global_row.sends[permit.token] = ended
             global_row.save(update_fields=["sends"])
-        if now + interval > chat.next_at:
-            chat.next_at = now + interval
+        if ended + interval > chat.next_at:
+            chat.next_at = ended + interval
             chat.save(update_fields=["next_at"])
 
 
@@ -318,18 +321,19 @@ return {1, '0'}
 """
 
 # KEYS: the admitted sends, the chat's hash. ARGV: the send's token ("" with no global limit),
-# the chat interval, key TTL. The send counts from now on, and the chat waits its interval.
+# how many seconds ago its call ended, the chat interval, key TTL. The send counts from its end
+# on, and the chat waits its interval from then.
 FINISH_SCRIPT = """
 local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local ended = tonumber(clock[1]) + tonumber(clock[2]) / 1000000 - tonumber(ARGV[2])
 if ARGV[1] ~= '' then
-  redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', now), ARGV[1])
+  redis.call('ZADD', KEYS[1], 'XX', string.format('%.6f', ended), ARGV[1])
 end
-local next_at = now + tonumber(ARGV[2])
+local next_at = ended + tonumber(ARGV[3])
 if next_at > tonumber(redis.call('HGET', KEYS[2], 'next_at') or '0') then
   redis.call('HSET', KEYS[2], 'next_at', string.format('%.6f', next_at))
 end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 """
 

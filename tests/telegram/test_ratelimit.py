@@ -180,6 +180,14 @@ def test_a_chats_next_send_is_spaced_from_the_answer_of_its_last(limiter, settin
     assert limiter.reserve(4006).wait >= 5.0 - TOLERANCE
 
 
+def test_a_send_finished_late_is_timed_from_when_its_call_ended(limiter, settings):
+    """The outcome of a batch is committed after the batch; the call ended earlier."""
+    settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0.2
+    limiter.finish(limiter.admit(4007), age=3.0)
+
+    assert 2.0 - TOLERANCE <= limiter.reserve(4007).wait <= 2.0
+
+
 def test_a_paused_chat_waits_out_the_pause_while_others_send(limiter):
     limiter.pause(1004, 5)
 
