@@ -30,6 +30,7 @@ from django_q.tasks import async_task
 
 from telegram_bridge import outbox
 from telegram_bridge.models import OutboundMessage
+from tests.telegram.windows import most_within
 from tests.telegram.worker import wait_for
 
 Status = OutboundMessage.Status
@@ -98,17 +99,6 @@ def hand_to_redis(messages):
     for message in messages:
         async_task(outbox.DELIVER_TASK, message.pk, broker=broker)
     broker.connection.close()
-
-
-def most_within(times, window):
-    """The most ``times`` in any half-open ``window`` seconds long (a sliding window)."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def drain(fake, qcluster, count, chats, *, refusal, timeout):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from telegram_bridge import ratelimit
+from tests.telegram.windows import most_within
 
 TOLERANCE = 1.0
 # Times kept by the limiter are rounded to the microsecond (Redis keeps them as text).
@@ -123,17 +124,6 @@ def test_reserving_ahead_keeps_near_the_global_rate_across_many_chats(limiter):
     for n in range(1, len(planned)):
         assert planned[n] <= max(asked[n], planned[n - 1]) + 1 / rate + CLOCK_DIGITS, n
     assert most_within(planned, 1.0) <= rate + 1
-
-
-def most_within(times, window):
-    """The most ``times`` in any half-open ``window`` (a sliding window)."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def admitted(limiter, chat_id, count):
