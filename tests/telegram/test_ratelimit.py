@@ -142,14 +142,17 @@ def test_at_most_rate_plus_one_sends_count_at_once(limiter, settings):
     assert 0 < refused.wait <= 0.5
 
 
-def test_a_finished_send_counts_for_one_second_after_its_answer(limiter, settings):
-    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 2
-    first, *_ = admitted(limiter, 4003, 3)
-    limiter.finish(first)
+def test_a_finished_send_counts_until_one_second_after_its_call_ended(limiter, settings):
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 1
+    first, second = admitted(limiter, 4003, 2)
+    limiter.finish(first, age=0.5)
 
     refused = limiter.admit(4004)
     assert not refused.granted
-    assert 0 < refused.wait <= 1.0
+    assert 0 < refused.wait <= 0.5
+
+    limiter.finish(second, age=1.0)
+    assert limiter.admit(4004).granted
 
 
 def test_a_rate_of_zero_admits_every_send(limiter, settings):
