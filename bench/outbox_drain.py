@@ -168,8 +168,8 @@ def run(options, log_dir):
     per_chat = {chat: [entry["at"] for entry in sent if entry["chat_id"] == chat] for chat in chats}
     groups = [chat_times for chat, chat_times in per_chat.items() if chat < 0]
     per_minute = (
-        f", {max(most_within(chat_times, 60.0) for chat_times in groups)} in any minute to one group "
-        "(Telegram: 20)"
+        f", {max(most_within(chat_times, 60.0) for chat_times in groups)} in any minute to one "
+        "group (Telegram: 20)"
         if groups
         else ""
     )
