@@ -58,12 +58,16 @@ class Attempted(NamedTuple):
 
     ``retry_in`` says in how many seconds the message is due again, if it is; ``pauses_all``
     marks a 429 that holds every send, after which the slots booked before it are stale.
+    ``permit`` is the limiter's leave for the call, if one was made, and ``ended_at`` when it
+    ended (``time.monotonic()``), which the limiter is told with the outcome.
     """
 
     status: str
     fields: dict[str, Any]
     retry_in: float | None = None
     pauses_all: bool = False
+    permit: ratelimit.Permit | None = None
+    ended_at: float = 0.0
 
 
 class Taken(NamedTuple):
@@ -254,26 +258,35 @@ def _next_due_in() -> float | None:
 
 
 def _attempt(item: Taken) -> Attempted:
-    """Wait for the booked slot, make the call and say what should become of the row."""
+    """Wait for the booked slot and the limiter's leave, make the call and say what should
+    become of the row."""
     message, reservation, booked_at = item
     wait = booked_at + reservation.wait - time.monotonic()
     if wait > 0:
         time.sleep(wait)
+    permit = ratelimit.admit(message.chat_id)
+    while not permit.granted:
+        time.sleep(permit.wait)
+        permit = ratelimit.admit(message.chat_id)
     try:
-        result = get_client().call(message.method, message.payload)
+        attempted = _sent(get_client().call(message.method, message.payload))
     except RetryAfter as error:
-        return _refused(message, error)
+        attempted = _refused(message, error)
     except PermanentError as error:
         if NOT_MODIFIED in (error.description or ""):
-            return _sent(None)
-        return _failed(message, error, dead=True)
+            attempted = _sent(None)
+        else:
+            attempted = _failed(message, error, dead=True)
     except BotApiError as error:
-        return _failed(message, error, dead=message.attempts >= settings.OUTBOX_MAX_ATTEMPTS)
-    return _sent(result)
+        attempted = _failed(message, error, dead=message.attempts >= settings.OUTBOX_MAX_ATTEMPTS)
+    return attempted._replace(permit=permit, ended_at=time.monotonic())
 
 
 def _record(message: OutboundMessage, attempted: Attempted) -> None:
-    """Write the outcome, unless the sweep gave the row to another worker in the meantime."""
+    """Write the outcome, unless the sweep gave the row to another worker in the meantime, and
+    tell the limiter when the call ended."""
+    if attempted.permit is not None:
+        ratelimit.finish(attempted.permit, time.monotonic() - attempted.ended_at)
     OutboundMessage.objects.filter(
         pk=message.pk, status=Status.SENDING, attempts=message.attempts
     ).update(status=attempted.status, updated_at=timezone.now(), **attempted.fields)

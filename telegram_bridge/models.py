@@ -140,6 +140,14 @@ class RateLimitState(models.Model):
         blank=True,
         help_text="Global row only: send slots already handed out, as indices of 1/rate seconds.",
     )
+    sends = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Global row only: admitted sends, each until when it counts against the global rate"
+            " (its answer plus the window, or a call's longest life while it is in flight)."
+        ),
+    )
 
     class Meta:
         verbose_name = "rate limit state"

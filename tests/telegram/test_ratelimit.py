@@ -13,8 +13,11 @@ import time
 import pytest
 
 from telegram_bridge import ratelimit
+from tests.telegram.windows import most_within
 
 TOLERANCE = 1.0
+# Times kept by the limiter are rounded to the microsecond (Redis keeps them as text).
+CLOCK_DIGITS = 1e-5
 
 
 @pytest.fixture(params=["database", "redis"])
@@ -106,11 +109,76 @@ def test_many_chats_share_the_global_rate(limiter, settings):
 
 
 def test_reserving_ahead_keeps_near_the_global_rate_across_many_chats(limiter):
-    """300 chats, two messages each: planned at ~30/s, not slowed by the per-chat spacing."""
-    times = [planned(10_000 + chat) for _ in range(2) for chat in range(300)]
+    """300 chats, two messages each: planned at ~30/s, not slowed by the per-chat spacing.
 
-    rate = (len(times) - 1) / (max(times) - min(times))
-    assert 28 <= rate <= 31
+    Checked on the limiter's own clock (a booking's planned time is its chat's new next free
+    time less the interval; the moment it was asked is that less the wait), so a slow machine
+    that reserves slowly changes the plan but not what is checked: no slot is left idle while a
+    send waits, and no one-second window holds more than rate + 1 planned sends.
+    """
+    rate = 30
+    bookings = [limiter.reserve(10_000 + chat) for _ in range(2) for chat in range(300)]
+    planned = [booking.next_at - limiter.chat_interval(booking.chat_id) for booking in bookings]
+    asked = [at - booking.wait for at, booking in zip(planned, bookings, strict=True)]
+
+    for n in range(1, len(planned)):
+        assert planned[n] <= max(asked[n], planned[n - 1]) + 1 / rate + CLOCK_DIGITS, n
+    assert most_within(planned, 1.0) <= rate + 1
+
+
+def admitted(limiter, chat_id, count):
+    permits = [limiter.admit(chat_id) for _ in range(count)]
+    assert all(permit.granted for permit in permits)
+    return permits
+
+
+def test_at_most_rate_plus_one_sends_count_at_once(limiter, settings):
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 2
+    admitted(limiter, 4001, 3)
+
+    refused = limiter.admit(4002)
+    # All three are in flight: their answers may come any moment, so ask again a slot later.
+    assert not refused.granted
+    assert 0 < refused.wait <= 0.5
+
+
+def test_a_finished_send_counts_until_one_second_after_its_call_ended(limiter, settings):
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 1
+    first, second = admitted(limiter, 4003, 2)
+    limiter.finish(first, age=0.5)
+
+    refused = limiter.admit(4004)
+    assert not refused.granted
+    assert 0 < refused.wait <= 0.5
+
+    limiter.finish(second, age=1.0)
+    assert limiter.admit(4004).granted
+
+
+def test_a_rate_of_zero_admits_every_send(limiter, settings):
+    settings.TELEGRAM_RATE_GLOBAL_PER_SECOND = 0
+
+    permits = admitted(limiter, 4005, 50)
+    for permit in permits:
+        limiter.finish(permit)
+
+
+def test_a_chats_next_send_is_spaced_from_the_answer_of_its_last(limiter, settings):
+    """The chat's next send is timed from the answer, not from the plan, so a send that left
+    late cannot crowd the next one to its chat."""
+    settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0.2
+    # Nothing was booked for this send: only its answer can mark the chat.
+    limiter.finish(limiter.admit(4006))
+
+    assert limiter.reserve(4006).wait >= 5.0 - TOLERANCE
+
+
+def test_a_send_finished_late_is_timed_from_when_its_call_ended(limiter, settings):
+    """The outcome of a batch is committed after the batch; the call ended earlier."""
+    settings.TELEGRAM_RATE_CHAT_PER_SECOND = 0.2
+    limiter.finish(limiter.admit(4007), age=3.0)
+
+    assert 2.0 - TOLERANCE <= limiter.reserve(4007).wait <= 2.0
 
 
 def test_a_paused_chat_waits_out_the_pause_while_others_send(limiter):
