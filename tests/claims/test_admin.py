@@ -21,6 +21,8 @@ pytestmark = pytest.mark.django_db
 Status = ApprovalRequest.Status
 CLAIMS_URL = reverse("admin:claims_claim_changelist")
 APPROVALS_URL = reverse("admin:claims_approvalrequest_changelist")
+# The list opens on pending requests; this is the list of every request.
+ALL_APPROVALS_URL = f"{APPROVALS_URL}?status__exact=all"
 
 
 def texts(response):
@@ -259,8 +261,8 @@ def test_bulk_approve_reports_changed_and_skipped(approver_client, approver, mak
     selected = [*pending, denied, already, overdue]
 
     response = approver_client.post(
-        APPROVALS_URL,
-        {"action": "approve", "_selected_action": [str(a.pk) for a in selected]},
+        ALL_APPROVALS_URL,
+        {"action": "approve", "_selected_action": [str(a.pk) for a in selected], "post": "yes"},
         follow=True,
     )
 
@@ -287,7 +289,9 @@ def test_bulk_actions_call_the_services(action, start, end, approver_client, mak
     approval = make_approval(status=start)
 
     response = approver_client.post(
-        APPROVALS_URL, {"action": action, "_selected_action": [str(approval.pk)]}, follow=True
+        ALL_APPROVALS_URL,
+        {"action": action, "_selected_action": [str(approval.pk)], "post": "yes"},
+        follow=True,
     )
 
     assert texts(response) == [f"1 {end}"]
@@ -504,7 +508,7 @@ def test_the_request_list_shows_votes_and_time_to_decision(
         created_at=now - timedelta(days=20, hours=2), decided_at=now - timedelta(days=20)
     )
 
-    page = approver_client.get(APPROVALS_URL).content.decode()
+    page = approver_client.get(ALL_APPROVALS_URL).content.decode()
 
     assert 'id="decision_times"' in page
     assert "<td>last 7 days</td><td>Command</td><td>3</td><td>0:20:00</td><td>0:28:00</td>" in page
