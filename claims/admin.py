@@ -185,9 +185,12 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     def ttl(self, claim):
         return span(claim.ttl_seconds)
 
-    @admin.display(description="Waiting")
+    def get_queryset(self, request):
+        return selectors.with_waiting_count(super().get_queryset(request))
+
+    @admin.display(description="Waiting", ordering="waiting")
     def waiting(self, claim):
-        return selectors.waiting_line(claim).count()
+        return claim.waiting
 
     @admin.display(description="Frozen", boolean=True, ordering="frozen_at")
     def frozen_label(self, claim):

@@ -1,6 +1,14 @@
-import pytest
-from django.urls import reverse
+import uuid
 
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from model_bakery import baker
+
+from audit import paginators
+from audit.admin import uuid_prefix
 from audit.models import AuditEvent
 from audit.services import record
 from backoffice.actors import Actor, Source
@@ -61,3 +69,83 @@ def test_audit_admin_refuses_add_change_and_delete(admin_client, event):
     )
     assert bulk.status_code in (200, 302)
     assert AuditEvent.objects.get().action == "approval.approved"
+
+
+def test_audit_rows_link_to_their_object_and_to_the_linked_user(admin_client, approver):
+    approval = baker.make("claims.ApprovalRequest", expires_at=timezone.now())
+    record(
+        "approval.approved",
+        actor=Actor(source=Source.TELEGRAM, user=approver, label="1001"),
+        obj=approval,
+    )
+
+    page = admin_client.get(LIST_URL).content.decode()
+
+    change_url = reverse("admin:claims_approvalrequest_change", args=[approval.pk])
+    user_url = reverse("admin:auth_user_change", args=[approver.pk])
+    assert f'<a href="{change_url}">{approval.pk}</a>' in page
+    assert f'<a href="{user_url}">approver</a> via Telegram 1001' in page
+
+
+def test_audit_search_finds_a_request_by_its_short_id(admin_client, approver):
+    wanted, other = (
+        baker.make("claims.ApprovalRequest", expires_at=timezone.now()) for _ in range(2)
+    )
+    for approval in (wanted, other):
+        record("approval.requested", actor=Actor(source=Source.API, label="bot"), obj=approval)
+
+    def found(term):
+        response = admin_client.get(LIST_URL, {"q": term})
+        return [event.object_id for event in response.context["cl"].result_list]
+
+    assert found(wanted.short_id) == [str(wanted.pk)]
+    assert found(wanted.pk.hex[:12]) == [str(wanted.pk)]
+    assert found(str(wanted.pk)) == [str(wanted.pk)]
+
+
+@pytest.mark.parametrize(
+    ("term", "prefix"),
+    [
+        ("3F2A9C", "3f2a9c"),
+        ("3f2a9c1b0000", "3f2a9c1b-0000"),
+        ("3f2a9c1b-00", "3f2a9c1b-00"),
+        ("3f2a9", None),
+        ("deploy-bot", None),
+    ],
+)
+def test_short_ids_become_the_start_of_a_stored_uuid(term, prefix):
+    assert uuid_prefix(term) == prefix
+
+
+def test_unfiltered_audit_list_is_sized_from_the_planner_estimate(
+    admin_client, on_postgres, monkeypatch
+):
+    if not on_postgres:
+        pytest.skip("the estimate is PostgreSQL's pg_class.reltuples")
+    monkeypatch.setattr(paginators, "EXACT_BELOW", 1)
+    for index in range(5):
+        record("claim.acquired", actor=Actor(source=Source.API, label="bot"), object_id=index)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE audit_auditevent")
+
+    with CaptureQueriesContext(connection) as unfiltered:
+        assert admin_client.get(LIST_URL).context["cl"].result_count == 5
+    with CaptureQueriesContext(connection) as filtered:
+        assert admin_client.get(LIST_URL, {"q": "3"}).context["cl"].result_count == 1
+
+    def counted(captured):
+        return any("COUNT(" in query["sql"] for query in captured)
+
+    assert not counted(unfiltered) and counted(filtered)
+
+
+def test_history_of_an_object_is_its_audit_trail(admin_client, approver):
+    approval = baker.make("claims.ApprovalRequest", expires_at=timezone.now())
+    record("approval.denied", actor=Actor(source=Source.ADMIN, user=approver), obj=approval)
+
+    page = admin_client.get(reverse("admin:claims_approvalrequest_history", args=[approval.pk]))
+
+    assert page.status_code == 200
+    assert "approval.denied" in page.content.decode()
+    missing = reverse("admin:claims_approvalrequest_history", args=[uuid.uuid4()])
+    assert admin_client.get(missing).status_code == 404
