@@ -1,4 +1,6 @@
-"""A paginator that estimates the size of a huge unfiltered table instead of counting it."""
+"""A paginator that takes the planner's estimate of a huge result instead of counting it."""
+
+import json
 
 from django.core.paginator import Paginator
 from django.db import connections
@@ -10,11 +12,12 @@ EXACT_BELOW = 100_000
 
 
 class EstimatedCountPaginator(Paginator):
-    """On PostgreSQL, an unfiltered list counts its pages from ``pg_class.reltuples``.
+    """On PostgreSQL, a result the planner expects to be large is sized from its estimate.
 
-    ``COUNT(*)`` reads the whole table, hundreds of milliseconds at a million audit events; the
-    planner's estimate is free and close enough to size a page list. A filtered or searched list,
-    other databases and small tables get the exact count.
+    ``COUNT(*)`` reads every matching row: hundreds of milliseconds at a million audit events.
+    ``EXPLAIN`` costs a plan, not a scan; its row estimate comes from the table statistics
+    (``pg_class.reltuples`` for the whole table) and is close enough to size a list of pages.
+    Small results, and every result on other databases, get the exact count.
     """
 
     @cached_property
@@ -25,16 +28,8 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
     def _estimate(self) -> int | None:
-        query = getattr(self.object_list, "query", None)
-        if query is None or query.where or query.combinator or query.distinct:
+        queryset = self.object_list
+        if not hasattr(queryset, "explain") or connections[queryset.db].vendor != "postgresql":
             return None
-        connection = connections[self.object_list.db]
-        if connection.vendor != "postgresql":
-            return None
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                [query.model._meta.db_table],
-            )
-            row = cursor.fetchone()
-        return int(row[0]) if row and row[0] > 0 else None
+        plan = json.loads(queryset.order_by().explain(format="json"))
+        return int(plan[0]["Plan"]["Plan Rows"])

@@ -17,7 +17,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from backoffice.actors import Actor, Source
-from backoffice.admin_mixins import AuditHistoryMixin, ReadOnlyAdminMixin, cut, status_label
+from backoffice.admin_mixins import (
+    AuditHistoryMixin,
+    ReadOnlyAdminMixin,
+    RecentFilter,
+    cut,
+    status_label,
+)
 from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
@@ -151,6 +157,7 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     list_filter = [LeaseStateFilter]
     search_fields = ["story", "todolist", "owner", "agent_id"]
     search_help_text = "Story, todo list, holder or agent id."
+    show_full_result_count = False
     ordering = ["story", "todolist"]
     actions = ["force_release", "take_over", "freeze", "unfreeze"]
     fields = [
@@ -285,6 +292,11 @@ DONE = {**dict(Decision.choices), "archive": "archived"}
 BULK_CONFIRMATION_TEMPLATE = "admin/claims/approvalrequest/bulk_confirmation.html"
 
 
+class CreatedFilter(RecentFilter):
+    title = "asked"
+    field_name = "created_at"
+
+
 class ApprovalStatusFilter(admin.SimpleListFilter):
     """Opens on the pending requests, the ones someone has to act on; "All" shows every one.
 
@@ -358,12 +370,12 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         "decided_by",
     ]
     list_display_links = ["short_id", "summary"]
-    list_filter = [ApprovalStatusFilter, "kind", "decision_source"]
+    list_filter = [ApprovalStatusFilter, CreatedFilter, "kind", "decision_source"]
     list_select_related = ["decided_by"]
     search_fields = ["text", "requested_by", "agent_id"]
     search_help_text = "Text, requester, agent id, or the first 6+ characters of the id."
+    show_full_result_count = False
     readonly_fields = ["requester"]
-    date_hierarchy = "created_at"
     actions = ["approve", "deny", "postpone", "archive"]
     fields = [
         ("kind", "status"),

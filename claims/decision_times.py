@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import quantiles
 
-from django.db.models import F
+from django.db import connection
+from django.db.models import Aggregate, Count, F, FloatField, QuerySet, Value
+from django.db.models.functions import Extract, Greatest
 from django.utils import timezone
 
 from .models import ApprovalRequest
@@ -37,32 +39,62 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
     return cuts[4], cuts[8]
 
 
-def decision_times(days: int, now: datetime | None = None) -> list[DecisionTimes]:
-    """p50 and p90 of the time from request to decision, per kind, for requests decided by a
-    person in the last ``days`` days."""
+class Percentile(Aggregate):
+    """PostgreSQL's ``percentile_cont``: the same interpolation as ``quantiles(inclusive)``."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, fraction: float, **extra):
+        super().__init__(expression, fraction=fraction, **extra)
+
+
+def _decided(days: int, now: datetime | None) -> QuerySet[ApprovalRequest]:
     since = (now or timezone.now()) - timedelta(days=days)
-    waited = (
+    return (
         ApprovalRequest.objects.filter(decided_at__gte=since)
         .exclude(status__in=ApprovalRequest.AWAITING_DECISION)
         .exclude(decision_source=ApprovalRequest.DecisionSource.DEFAULT)
-        .annotate(waited=F("decided_at") - F("created_at"))
-        .values_list("kind", "waited")
+    )
+
+
+def _in_database(decided: QuerySet[ApprovalRequest]) -> dict[str, tuple[int, float, float]]:
+    """Count, p50 and p90 seconds per kind, computed by PostgreSQL: one row per kind comes back,
+    not one per request (a hundred thousand decisions would take a second in Python)."""
+    seconds = Greatest(Extract(F("decided_at") - F("created_at"), "epoch"), Value(0.0))
+    rows = (
+        decided.order_by()
+        .values("kind")
+        .annotate(n=Count("pk"), p50=Percentile(seconds, 0.5), p90=Percentile(seconds, 0.9))
+    )
+    return {row["kind"]: (row["n"], row["p50"], row["p90"]) for row in rows}
+
+
+def _in_python(decided: QuerySet[ApprovalRequest]) -> dict[str, tuple[int, float, float]]:
+    waited = decided.annotate(waited=F("decided_at") - F("created_at")).values_list(
+        "kind", "waited"
     )
     by_kind: defaultdict[str, list[float]] = defaultdict(list)
     for kind, duration in waited:
         by_kind[kind].append(max(duration.total_seconds(), 0.0))
+    return {kind: (len(values), *_percentiles(sorted(values))) for kind, values in by_kind.items()}
+
+
+def decision_times(days: int, now: datetime | None = None) -> list[DecisionTimes]:
+    """p50 and p90 of the time from request to decision, per kind, for requests decided by a
+    person in the last ``days`` days."""
+    decided = _decided(days, now)
+    by_kind = _in_database(decided) if connection.vendor == "postgresql" else _in_python(decided)
     labels = dict(ApprovalRequest.Kind.choices)
-    rows = []
-    for kind in sorted(by_kind):
-        p50, p90 = _percentiles(sorted(by_kind[kind]))
-        rows.append(
-            DecisionTimes(
-                kind=kind,
-                label=labels.get(kind, kind),
-                days=days,
-                count=len(by_kind[kind]),
-                p50=timedelta(seconds=round(p50)),
-                p90=timedelta(seconds=round(p90)),
-            )
+    return [
+        DecisionTimes(
+            kind=kind,
+            label=labels.get(kind, kind),
+            days=days,
+            count=count,
+            p50=timedelta(seconds=round(p50)),
+            p90=timedelta(seconds=round(p90)),
         )
-    return rows
+        for kind, (count, p50, p90) in sorted(by_kind.items())
+    ]
