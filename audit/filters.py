@@ -7,9 +7,10 @@ date hierarchy's ``SELECT DISTINCT date_trunc(…)``); these read an index, or n
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 
 from backoffice.admin_mixins import RecentFilter
 
@@ -31,6 +32,7 @@ SKIP_SCAN = """
 def distinct_values(column: str) -> list[Any]:
     """The distinct values of an indexed ``column`` of the audit table, in order."""
     field = AuditEvent._meta.get_field(column)
+    assert isinstance(field, Field) and field.column is not None
     if connection.vendor != "postgresql":
         values = AuditEvent.objects.exclude(**{f"{column}__isnull": True}).order_by(column)
         return list(values.values_list(column, flat=True).distinct())
@@ -68,9 +70,12 @@ class ActorFilter(DistinctValueFilter):
         return [(str(user.pk), user.get_username()) for user in users]
 
     def queryset(self, request, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
-        if self.value() is None:
+        value = self.value()
+        if value is None:
             return queryset
-        return queryset.filter(actor_id=self.value())
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"{value!r} is not a user id.")
+        return queryset.filter(actor_id=int(value))
 
 
 class ActionFilter(DistinctValueFilter):

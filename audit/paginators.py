@@ -4,6 +4,7 @@ import json
 
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 # Below this many rows an exact count is cheap, and an estimate (stale after a bulk load or
@@ -29,7 +30,7 @@ class EstimatedCountPaginator(Paginator):
 
     def _estimate(self) -> int | None:
         queryset = self.object_list
-        if not hasattr(queryset, "explain") or connections[queryset.db].vendor != "postgresql":
+        if not isinstance(queryset, QuerySet) or connections[queryset.db].vendor != "postgresql":
             return None
         plan = json.loads(queryset.order_by().explain(format="json"))
         return int(plan[0]["Plan"]["Plan Rows"])

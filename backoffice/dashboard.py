@@ -174,8 +174,10 @@ def _rates(title: str, now: datetime, buckets: int, unit: timedelta, trunc: Any)
     """One aggregate query: messages queued per bucket, and the share that failed or retried."""
     daily = unit >= timedelta(days=1)
     since = (timezone.localtime(now) - unit * (buckets - 1)).replace(
-        minute=0, second=0, microsecond=0, **({"hour": 0} if daily else {})
+        minute=0, second=0, microsecond=0
     )
+    if daily:
+        since = since.replace(hour=0)
     rows = (
         OutboundMessage.objects.filter(created_at__gte=since)
         .annotate(bucket=trunc("created_at"))

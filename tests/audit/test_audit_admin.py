@@ -164,3 +164,9 @@ def test_audit_filters_list_what_the_trail_holds(admin_client, event):
     assert choices["user"] == ["All", "approver"]
     assert choices["object type"] == ["All", "(none)", "claims.approvalrequest"]
     assert admin_client.get(LIST_URL, {"when": "hour"}).context["cl"].result_count == 2
+
+
+def test_a_user_filter_that_is_not_an_id_is_refused_not_a_crash(admin_client, event):
+    response = admin_client.get(LIST_URL, {"actor__id__exact": "bob"})
+
+    assert response.status_code == 302 and response.url.endswith("?e=1")
