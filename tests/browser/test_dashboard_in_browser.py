@@ -13,11 +13,10 @@ from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 from telegram_bridge.models import OutboundMessage
-from tests.telegram.conftest import fake_telegram, qcluster  # noqa: F401 (fixtures)
 from tests.telegram.outbound import outbound_message
 from tests.telegram.worker import wait_for
 
-from .test_admin_in_browser import log_in, staff_approver  # noqa: F401 (fixture)
+from .conftest import log_in
 
 SCREENSHOTS = settings.BASE_DIR / ".tmp" / "screenshots"
 DESKTOP = {"width": 1366, "height": 900}
@@ -154,10 +153,7 @@ def test_lists_fit_1366_pixels(browser_page, live_server, admin_user, path):
         last_error="PermanentError: Bad Request: chat not found " * 4,
     )
     browser_page.set_viewport_size(DESKTOP)
-    browser_page.goto(f"{live_server.url}/admin/login/?next={path}")
-    browser_page.fill("#id_username", "admin")
-    browser_page.fill("#id_password", "password")
-    browser_page.click("input[type=submit]")
+    log_in(browser_page, live_server, admin_user, password="password", next_path=path)
     browser_page.wait_for_selector("#result_list")
 
     assert fits(browser_page, DESKTOP["width"])
@@ -169,8 +165,8 @@ def test_requeue_a_dead_letter_from_the_dashboard(
     browser_page,
     live_server,
     admin_user,
-    fake_telegram,  # noqa: F811
-    qcluster,  # noqa: F811
+    fake_telegram,
+    qcluster,
 ):
     dead = outbound_message(
         OutboundMessage.Status.DEAD,
@@ -180,10 +176,7 @@ def test_requeue_a_dead_letter_from_the_dashboard(
         failed_at=timezone.now(),
     )
     qcluster.start()
-    browser_page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    browser_page.fill("#id_username", "admin")
-    browser_page.fill("#id_password", "password")
-    browser_page.click("input[type=submit]")
+    log_in(browser_page, live_server, admin_user, password="password")
 
     browser_page.locator("#panel-dead_letters button.requeue").click()
     browser_page.wait_for_selector("ul.messagelist")
@@ -195,5 +188,7 @@ def test_requeue_a_dead_letter_from_the_dashboard(
         message="the requeued message at the fake Bot API",
     )
     assert sent[0]["payload"]["text"] == "Requeued from the dashboard"
-    dead.refresh_from_db()
-    assert dead.status == OutboundMessage.Status.SENT
+    wait_for(
+        OutboundMessage.objects.filter(pk=dead.pk, status=OutboundMessage.Status.SENT).exists,
+        message="the message marked sent",
+    )
