@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.html import format_html
 
-from backoffice.admin_mixins import ReadOnlyAdminMixin
+from backoffice.admin_mixins import LIST_PER_PAGE, ReadOnlyAdminMixin
 
 from . import presentation
 from .filters import ActionFilter, ActorFilter, ObjectTypeFilter, WhenFilter
@@ -49,6 +49,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["object_id", "trace_id"]  # matched in get_search_results, not by Django
     search_help_text = "An object id, a request's short id (6+ characters), or a trace id."
     paginator = EstimatedCountPaginator
+    list_per_page = LIST_PER_PAGE
     show_full_result_count = False
     fields = [
         "timestamp",

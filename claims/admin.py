@@ -18,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import (
+    LIST_PER_PAGE,
     AuditHistoryMixin,
     ReadOnlyAdminMixin,
     RecentFilter,
@@ -27,7 +28,7 @@ from backoffice.admin_mixins import (
 from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
-from .decision_times import WINDOWS_DAYS, decision_times
+from .decision_times import decision_windows
 from .durations import lease_state, span
 from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
 from .policies import Rules, refusal
@@ -155,6 +156,7 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     ]
     # No filter by story: one link per distinct story does not scale; the search finds stories.
     list_filter = [LeaseStateFilter]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["story", "todolist", "owner", "agent_id"]
     search_help_text = "Story, todo list, holder or agent id."
     show_full_result_count = False
@@ -371,6 +373,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     ]
     list_display_links = ["short_id", "summary"]
     list_filter = [ApprovalStatusFilter, CreatedFilter, "kind", "decision_source"]
+    list_per_page = LIST_PER_PAGE
     list_select_related = ["decided_by"]
     search_fields = ["text", "requested_by", "agent_id"]
     search_help_text = "Text, requester, agent id, or the first 6+ characters of the id."
@@ -416,8 +419,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         return tally(approval).summary()
 
     def changelist_view(self, request, extra_context=None):
-        windows = [(days, decision_times(days)) for days in WINDOWS_DAYS]
-        extra_context = {**(extra_context or {}), "decision_windows": windows}
+        extra_context = {**(extra_context or {}), "decision_windows": decision_windows()}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Request")

@@ -18,7 +18,13 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from backoffice.actors import Actor, Source
-from backoffice.admin_mixins import AuditHistoryMixin, ReadOnlyAdminMixin, cut, status_label
+from backoffice.admin_mixins import (
+    LIST_PER_PAGE,
+    AuditHistoryMixin,
+    ReadOnlyAdminMixin,
+    cut,
+    status_label,
+)
 from backoffice.errors import DomainError
 
 from . import dead_letters, inbound
@@ -81,6 +87,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         "requeue_button",
     ]
     list_filter = [DeliveryStatusFilter, "method"]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["dedupe_key", "last_error", "=chat_id", "=id"]
     ordering = ["-created_at", "-id"]
     actions = ["requeue_selected"]
@@ -194,6 +201,7 @@ class InboundUpdateAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin
 
     list_display = ["update_id", "status_label", "received_at", "processed_at", "short_error"]
     list_filter = ["status"]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["=update_id", "error"]
     ordering = ["-received_at", "-update_id"]
     readonly_fields = [field.name for field in InboundUpdate._meta.fields]
