@@ -70,6 +70,25 @@ class AuditHistoryMixin(admin.ModelAdmin):
         return TemplateResponse(request, HISTORY_TEMPLATE, context)
 
 
+class DefaultChoiceFilter(admin.SimpleListFilter):
+    """A filter that is never "All" by default: a list opens on what needs attention.
+
+    ``default`` is the choice taken without a parameter; the lookups should offer a way to see
+    everything.
+    """
+
+    default = ""
+
+    def choices(self, changelist):
+        current = self.value() or self.default
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+
 class RecentFilter(admin.SimpleListFilter):
     """Recent windows of a date field, in place of a date hierarchy: its year and month links
     come from ``SELECT DISTINCT date_trunc(…)`` over the whole table, a scan of every row.

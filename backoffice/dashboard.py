@@ -39,9 +39,10 @@ class Panel:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-def _first(queryset: QuerySet[Any]) -> tuple[list[Any], int]:
-    """The first ``ROWS`` rows and how many there are in all: always two queries."""
-    return list(queryset[:ROWS]), queryset.order_by().count()
+def _list_panel(key: str, title: str, queryset: QuerySet[Any], **extra: Any) -> Panel:
+    """A panel of the first ``ROWS`` rows of ``queryset`` and how many there are: two queries."""
+    context = {"rows": list(queryset[:ROWS]), "total": queryset.order_by().count(), **extra}
+    return Panel(key, title, f"admin/dashboard/{key}.html", context)
 
 
 def pending_approvals(request: HttpRequest, now: datetime) -> Panel:
@@ -77,63 +78,44 @@ def pending_approvals(request: HttpRequest, now: datetime) -> Panel:
 
 def deadlines(request: HttpRequest, now: datetime) -> Panel:
     """Requests still waiting for a decision whose deadline is within ``DEADLINE_SOON``."""
-    rows, total = _first(
+    return _list_panel(
+        "deadlines",
+        "Close to their deadline",
         ApprovalRequest.objects.filter(
             status__in=ApprovalRequest.AWAITING_DECISION,
             expires_at__gt=now,
             expires_at__lte=now + DEADLINE_SOON,
-        ).order_by("expires_at")
-    )
-    return Panel(
-        "deadlines",
-        "Close to their deadline",
-        "admin/dashboard/deadlines.html",
-        {"rows": rows, "total": total},
+        ).order_by("expires_at"),
     )
 
 
 def expiring_leases(request: HttpRequest, now: datetime) -> Panel:
     """Live leases that end within ``LEASE_SOON`` unless their holder refreshes them."""
-    rows, total = _first(
-        Claim.objects.live(now).filter(expires_at__lte=now + LEASE_SOON).order_by("expires_at")
-    )
-    return Panel(
+    return _list_panel(
         "leases",
         "Leases about to expire",
-        "admin/dashboard/leases.html",
-        {"rows": rows, "total": total},
+        Claim.objects.live(now).filter(expires_at__lte=now + LEASE_SOON).order_by("expires_at"),
     )
 
 
 def dead_letter_panel(request: HttpRequest, now: datetime) -> Panel:
     """Dead messages, newest first, each with its Requeue button."""
-    rows, total = _first(
-        OutboundMessage.objects.filter(status=OutboundMessage.Status.DEAD).order_by(
-            "-failed_at", "-id"
-        )
-    )
-    return Panel(
+    return _list_panel(
         "dead_letters",
         "Dead letters",
-        "admin/dashboard/dead_letters.html",
-        {
-            "rows": rows,
-            "total": total,
-            "may_requeue": request.user.has_perm(dead_letters.REQUEUE_PERMISSION),
-        },
+        OutboundMessage.objects.filter(status=OutboundMessage.Status.DEAD).order_by(
+            "-failed_at", "-id"
+        ),
+        may_requeue=request.user.has_perm(dead_letters.REQUEUE_PERMISSION),
     )
 
 
 def failed_updates(request: HttpRequest, now: datetime) -> Panel:
     """Inbound updates that failed and wait for a retry."""
-    rows, total = _first(
-        InboundUpdate.objects.filter(status=InboundUpdate.Status.FAILED).order_by("-received_at")
-    )
-    return Panel(
+    return _list_panel(
         "failed_updates",
         "Failed inbound updates",
-        "admin/dashboard/failed_updates.html",
-        {"rows": rows, "total": total},
+        InboundUpdate.objects.filter(status=InboundUpdate.Status.FAILED).order_by("-received_at"),
     )
 
 

@@ -20,6 +20,7 @@ from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import (
     LIST_PER_PAGE,
     AuditHistoryMixin,
+    DefaultChoiceFilter,
     ReadOnlyAdminMixin,
     RecentFilter,
     cut,
@@ -299,7 +300,7 @@ class CreatedFilter(RecentFilter):
     field_name = "created_at"
 
 
-class ApprovalStatusFilter(admin.SimpleListFilter):
+class ApprovalStatusFilter(DefaultChoiceFilter):
     """Opens on the pending requests, the ones someone has to act on; "All" shows every one.
 
     It keeps the parameter of Django's own status filter, so links to ``?status__exact=…`` work.
@@ -307,23 +308,14 @@ class ApprovalStatusFilter(admin.SimpleListFilter):
 
     title = "status"
     parameter_name = "status__exact"
-    PENDING = ApprovalRequest.Status.PENDING
+    default = ApprovalRequest.Status.PENDING
     ALL = "all"
 
     def lookups(self, request, model_admin):
         return [(self.ALL, "All"), *ApprovalRequest.Status.choices]
 
-    def choices(self, changelist):
-        current = self.value() or self.PENDING
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": current == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
-
     def queryset(self, request, queryset):
-        value = self.value() or self.PENDING
+        value = self.value() or self.default
         return queryset if value == self.ALL else queryset.filter(status=value)
 
 
@@ -479,6 +471,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
             "opts": self.opts,
             "queryset": queryset.order_by("created_at"),
             "step": step,
+            "crumb": step.capitalize(),
             "done": DONE[step],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }

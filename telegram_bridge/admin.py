@@ -21,6 +21,7 @@ from backoffice.actors import Actor, Source
 from backoffice.admin_mixins import (
     LIST_PER_PAGE,
     AuditHistoryMixin,
+    DefaultChoiceFilter,
     ReadOnlyAdminMixin,
     cut,
     status_label,
@@ -38,30 +39,24 @@ CONFIRMATION_TEMPLATE = "admin/telegram_bridge/outboundmessage/requeue_confirmat
 APPROVAL_KEY = re.compile(r"approval:([0-9a-f]{32}):")
 
 
-class DeliveryStatusFilter(admin.SimpleListFilter):
+class DeliveryStatusFilter(DefaultChoiceFilter):
     """Opens on the messages that need attention: failed and dead."""
 
     title = "status"
     parameter_name = "delivery"
-    ATTENTION = "attention"
+    default = "attention"
     ALL = "all"
 
     def lookups(self, request, model_admin):
         return [(self.ALL, "All"), *Status.choices]
 
     def choices(self, changelist):
-        current = self.value() or self.ATTENTION
         yield {
-            "selected": current == self.ATTENTION,
+            "selected": self.value() is None,
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),
             "display": "Failed or dead",
         }
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": current == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
+        yield from super().choices(changelist)
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -164,6 +159,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         context = {
             **self.admin_site.each_context(request),
             "title": "Requeue messages?",
+            "crumb": "Requeue",
             "opts": self.model._meta,
             "queryset": queryset,
             "bulk": bulk,

@@ -11,8 +11,9 @@ from model_bakery import baker
 
 from audit.services import record
 from backoffice.actors import Actor, Source
-from claims.models import ApprovalRequest, Claim
+from claims.models import ApprovalRequest
 from telegram_bridge.models import InboundUpdate, OutboundMessage
+from tests.claims.leases import live_lease
 from tests.telegram.outbound import outbound_message
 
 pytestmark = pytest.mark.django_db
@@ -30,16 +31,7 @@ def make_world(size, start=0):
             requested_by="deploy-bot",
             expires_at=now + timedelta(hours=1),
         )
-        baker.make(
-            Claim,
-            story=f"story-{index}",
-            todolist="release",
-            owner="builder",
-            agent_id="builder-7",
-            ttl_seconds=300,
-            acquired_at=now,
-            expires_at=now + timedelta(minutes=2),
-        )
+        live_lease(f"story-{index}")
         outbound_message(OutboundMessage.Status.DEAD, dedupe_key=f"dead-{index}")
         baker.make(InboundUpdate, update_id=index, payload={}, status=InboundUpdate.Status.FAILED)
         record(

@@ -13,6 +13,7 @@ from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 from telegram_bridge.models import OutboundMessage
+from tests.claims.leases import live_lease
 from tests.telegram.outbound import outbound_message
 from tests.telegram.worker import wait_for
 
@@ -41,16 +42,7 @@ def ask(text):
 def give_the_dashboard_something_to_show():
     """A lease about to end, a dead letter, a failed update and a week of deliveries."""
     now = timezone.now()
-    baker.make(
-        "claims.Claim",
-        story="checkout",
-        todolist="payment-form",
-        owner="builder",
-        agent_id="builder-7",
-        ttl_seconds=300,
-        acquired_at=now,
-        expires_at=now + timedelta(minutes=3),
-    )
+    live_lease("checkout", "payment-form", ends_in=timedelta(minutes=3))
     baker.make(
         "telegram_bridge.InboundUpdate",
         update_id=90210,
