@@ -48,6 +48,8 @@ def browser_page(monkeypatch):
 
 
 PASSWORD = "a-browser-test-password"  # pragma: allowlist secret
+# pytest-django's admin_user fixture has this password.
+ADMIN_PASSWORD = "password"  # pragma: allowlist secret
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.claims.leases import live_lease
 from tests.telegram.outbound import outbound_message
 from tests.telegram.worker import wait_for
 
-from .conftest import log_in
+from .conftest import ADMIN_PASSWORD, log_in
 
 SCREENSHOTS = settings.BASE_DIR / ".tmp" / "screenshots"
 DESKTOP = {"width": 1366, "height": 900}
@@ -145,7 +145,7 @@ def test_lists_fit_1366_pixels(browser_page, live_server, admin_user, path):
         last_error="PermanentError: Bad Request: chat not found " * 4,
     )
     browser_page.set_viewport_size(DESKTOP)
-    log_in(browser_page, live_server, admin_user, password="password", next_path=path)
+    log_in(browser_page, live_server, admin_user, password=ADMIN_PASSWORD, next_path=path)
     browser_page.wait_for_selector("#result_list")
 
     assert fits(browser_page, DESKTOP["width"])
@@ -168,7 +168,7 @@ def test_requeue_a_dead_letter_from_the_dashboard(
         failed_at=timezone.now(),
     )
     qcluster.start()
-    log_in(browser_page, live_server, admin_user, password="password")
+    log_in(browser_page, live_server, admin_user, password=ADMIN_PASSWORD)
 
     browser_page.locator("#panel-dead_letters button.requeue").click()
     browser_page.wait_for_selector("ul.messagelist")
