@@ -8,10 +8,10 @@ r"""Queries and server time of the admin's busiest pages on a large PostgreSQL d
 
 The database named by ``DATABASE_URL`` is migrated and filled up to the sizes asked for, inside
 PostgreSQL (``INSERT … SELECT generate_series``: a million audit events in well under a minute),
-then VACUUM ANALYZEd; a second run reuses the rows, so use a database of its own. Each page is fetched
-once to warm up, then ``--rounds`` times through Django's test client in this process (no HTTP,
-no gunicorn: the server's own time); the table shows queries per page and the median time. The
-target is under 150 ms for every page, with query counts that do not grow with the data.
+then vacuumed and analysed; a second run reuses the rows, so use a database of its own. Each page
+is fetched once to warm up, then ``--rounds`` times through Django's test client in this process
+(no HTTP, no gunicorn: the server's own time); the table shows queries per page and the median
+time. The target is under 150 ms for every page, with query counts that do not grow with the data.
 """
 
 import argparse
