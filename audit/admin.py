@@ -43,7 +43,7 @@ def uuid_prefix(term: str) -> str | None:
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Events are written by services only; here nobody adds, edits or deletes one."""
 
-    list_display = ["timestamp", "action", "who", "source", "object_type", "object", "trace_id"]
+    list_display = ["timestamp", "action", "who", "source", "object_type", "object", "trace"]
     list_filter = [WhenFilter, ActionFilter, "source", ActorFilter, ObjectTypeFilter]
     list_select_related = ["actor"]
     search_fields = ["object_id", "trace_id"]  # matched in get_search_results, not by Django
@@ -71,11 +71,24 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         url = presentation.object_url(event)
         if not url:
             return event.object_id
-        return format_html('<a href="{}">{}</a>', url, event.object_id)
+        shown = event.object_id if len(event.object_id) <= 12 else f"{event.object_id[:8]}…"
+        return format_html('<a href="{}" title="{}">{}</a>', url, event.object_id, shown)
 
     @admin.display(description="Object id")
     def object_link(self, event):
         return self.object(event)
+
+    @admin.display(description="Trace", ordering="trace_id")
+    def trace(self, event):
+        """The start of the trace id, whole on hover; the link lists every event of the trace."""
+        if len(event.trace_id) <= 12:
+            return event.trace_id
+        return format_html(
+            '<a href="?q={}" title="{}">{}…</a>',
+            event.trace_id,
+            event.trace_id,
+            event.trace_id[:10],
+        )
 
     @admin.display(description="Details")
     def pretty_details(self, event):

@@ -83,7 +83,7 @@ def test_audit_rows_link_to_their_object_and_to_the_linked_user(admin_client, ap
 
     change_url = reverse("admin:claims_approvalrequest_change", args=[approval.pk])
     user_url = reverse("admin:auth_user_change", args=[approver.pk])
-    assert f'<a href="{change_url}">{approval.pk}</a>' in page
+    assert f'<a href="{change_url}" title="{approval.pk}">{approval.short_id}…</a>' in page
     assert f'<a href="{user_url}">approver</a> via Telegram 1001' in page
 
 
