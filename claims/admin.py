@@ -11,17 +11,25 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.text import Truncator
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from audit.selectors import events_for
 from backoffice.actors import Actor, Source
-from backoffice.admin_mixins import ReadOnlyAdminMixin
+from backoffice.admin_mixins import (
+    LIST_PER_PAGE,
+    AuditHistoryMixin,
+    DefaultChoiceFilter,
+    ReadOnlyAdminMixin,
+    RecentFilter,
+    cut,
+    status_label,
+)
 from backoffice.errors import DomainError, InvalidTransition
 
 from . import selectors, services
-from .decision_times import WINDOWS_DAYS, decision_times
+from .decision_times import decision_windows
 from .durations import lease_state, span
 from .models import ApprovalPolicy, ApprovalRequest, Claim, Decision, Vote
 from .policies import Rules, refusal
@@ -78,20 +86,6 @@ def report(request, done, changed, skipped, votes=()):
         text += f"; {len(skipped)} skipped: " + "; ".join(skipped)
     level = messages.SUCCESS if not skipped else messages.WARNING if changed else messages.ERROR
     messages.add_message(request, level, text)
-
-
-class AuditHistoryMixin(admin.ModelAdmin):
-    """Shows the object's audit events, oldest first, at the bottom of its change page."""
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
-        extra_context = {**(extra_context or {}), **self.change_page_context(request, obj)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def change_page_context(self, request, obj):
-        if obj is None:
-            return {}
-        return {"history": events_for(obj).select_related("actor")}
 
 
 # --- Claims ---------------------------------------------------------------------------------
@@ -161,8 +155,12 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
         "takeovers",
         "acquired_at",
     ]
-    list_filter = [LeaseStateFilter, "story"]
+    # No filter by story: one link per distinct story does not scale; the search finds stories.
+    list_filter = [LeaseStateFilter]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["story", "todolist", "owner", "agent_id"]
+    search_help_text = "Story, todo list, holder or agent id."
+    show_full_result_count = False
     ordering = ["story", "todolist"]
     actions = ["force_release", "take_over", "freeze", "unfreeze"]
     fields = [
@@ -197,9 +195,12 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     def ttl(self, claim):
         return span(claim.ttl_seconds)
 
-    @admin.display(description="Waiting")
+    def get_queryset(self, request):
+        return selectors.with_waiting_count(super().get_queryset(request))
+
+    @admin.display(description="Waiting", ordering="waiting")
     def waiting(self, claim):
-        return selectors.waiting_line(claim).count()
+        return claim.waiting
 
     @admin.display(description="Frozen", boolean=True, ordering="frozen_at")
     def frozen_label(self, claim):
@@ -291,6 +292,32 @@ class ClaimAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
 # Every step a button or an action may take, and what the request then is.
 DONE = {**dict(Decision.choices), "archive": "archived"}
 
+BULK_CONFIRMATION_TEMPLATE = "admin/claims/approvalrequest/bulk_confirmation.html"
+
+
+class CreatedFilter(RecentFilter):
+    title = "asked"
+    field_name = "created_at"
+
+
+class ApprovalStatusFilter(DefaultChoiceFilter):
+    """Opens on the pending requests, the ones someone has to act on; "All" shows every one.
+
+    It keeps the parameter of Django's own status filter, so links to ``?status__exact=…`` work.
+    """
+
+    title = "status"
+    parameter_name = "status__exact"
+    default = ApprovalRequest.Status.PENDING
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [(self.ALL, "All"), *ApprovalRequest.Status.choices]
+
+    def queryset(self, request, queryset):
+        value = self.value() or self.default
+        return queryset if value == self.ALL else queryset.filter(status=value)
+
 
 class VoteInline(admin.TabularInline):
     """Who voted which way, through which channel, and when; votes change only by voting."""
@@ -328,7 +355,7 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     list_display = [
         "short_id",
         "kind",
-        "status",
+        "status_label",
         "votes_counted",
         "summary",
         "requester",
@@ -337,11 +364,13 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         "decided_by",
     ]
     list_display_links = ["short_id", "summary"]
-    list_filter = ["status", "kind", "decision_source"]
+    list_filter = [ApprovalStatusFilter, CreatedFilter, "kind", "decision_source"]
+    list_per_page = LIST_PER_PAGE
     list_select_related = ["decided_by"]
     search_fields = ["text", "requested_by", "agent_id"]
+    search_help_text = "Text, requester, agent id, or the first 6+ characters of the id."
+    show_full_result_count = False
     readonly_fields = ["requester"]
-    date_hierarchy = "created_at"
     actions = ["approve", "deny", "postpone", "archive"]
     fields = [
         ("kind", "status"),
@@ -369,6 +398,10 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
     def requester(self, approval):
         return approval.requester
 
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, approval):
+        return status_label(approval.status, approval.get_status_display())
+
     @admin.display(description="Votes")
     def votes_counted(self, approval):
         return tally(approval, waiting=False).counted
@@ -378,13 +411,13 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         return tally(approval).summary()
 
     def changelist_view(self, request, extra_context=None):
-        windows = [(days, decision_times(days)) for days in WINDOWS_DAYS]
-        extra_context = {**(extra_context or {}), "decision_windows": windows}
+        extra_context = {**(extra_context or {}), "decision_windows": decision_windows()}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Request")
     def summary(self, approval):
-        return Truncator(approval.text).chars(90)
+        """Cut to fit the list; the whole text shows on hover."""
+        return cut(approval.text, 90)
 
     def get_search_results(self, request, queryset, search_term):
         """Also find requests by the first hex digits of their id, as shown in the list."""
@@ -426,17 +459,35 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
         )
         report(request, DONE[step], changed - len(votes), skipped, votes)
 
-    @admin.action(description="Approve the selected requests", permissions=["decide"])
+    def _confirmed(self, request, queryset, step):
+        """Decide in bulk only from the confirmation page, which lists the requests and takes
+        a note; the first POST (from the list) shows that page."""
+        if request.POST.get("post") == "yes":
+            self._run(request, queryset, step, note=request.POST.get("note", "").strip())
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{step.capitalize()} {queryset.count()} request(s)?",
+            "opts": self.opts,
+            "queryset": queryset.order_by("created_at"),
+            "step": step,
+            "crumb": step.capitalize(),
+            "done": DONE[step],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, BULK_CONFIRMATION_TEMPLATE, context)
+
+    @admin.action(description="Approve the selected requests…", permissions=["decide"])
     def approve(self, request, queryset):
-        self._run(request, queryset, Decision.APPROVE)
+        return self._confirmed(request, queryset, Decision.APPROVE)
 
-    @admin.action(description="Deny the selected requests", permissions=["decide"])
+    @admin.action(description="Deny the selected requests…", permissions=["decide"])
     def deny(self, request, queryset):
-        self._run(request, queryset, Decision.DENY)
+        return self._confirmed(request, queryset, Decision.DENY)
 
-    @admin.action(description="Postpone the selected requests", permissions=["decide"])
+    @admin.action(description="Postpone the selected requests…", permissions=["decide"])
     def postpone(self, request, queryset):
-        self._run(request, queryset, Decision.POSTPONE)
+        return self._confirmed(request, queryset, Decision.POSTPONE)
 
     @admin.action(description="Archive the selected requests", permissions=["archive"])
     def archive(self, request, queryset):
@@ -498,9 +549,13 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdm
             self._run(request, queryset, step, note=request.POST.get("note", "").strip())
         else:
             messages.error(request, f"Unknown step {step!r}.")
-        return HttpResponseRedirect(
-            reverse("admin:claims_approvalrequest_change", args=[approval.pk])
-        )
+        # The dashboard's buttons come back to the dashboard; the page's own to the page.
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            back = reverse("admin:claims_approvalrequest_change", args=[approval.pk])
+        return HttpResponseRedirect(back)
 
 
 # --- Approval policies ----------------------------------------------------------------------

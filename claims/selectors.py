@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backoffice.errors import InvalidInput, NotFound
@@ -28,6 +29,21 @@ def get_claim(claim_id: object, *, lock: bool = False) -> Claim:
 def waiting_line(claim: Claim, now: datetime | None = None) -> QuerySet[ClaimWaiter]:
     """Who waits for ``claim`` now, first in line first."""
     return claim.waiters.filter(seen_until__gt=now or timezone.now()).order_by("id")
+
+
+def with_waiting_count(claims: QuerySet[Claim], now: datetime | None = None) -> QuerySet[Claim]:
+    """``claims`` annotated with ``waiting``, how many wait in line for each now.
+
+    A correlated subquery, so a page of a long list counts the waiters of its own rows only.
+    """
+    waiters = (
+        ClaimWaiter.objects.filter(claim=OuterRef("pk"), seen_until__gt=now or timezone.now())
+        .order_by()
+        .values("claim")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return claims.annotate(waiting=Coalesce(Subquery(waiters), 0))
 
 
 def stale_claims(now: datetime | None = None) -> QuerySet[Claim]:

@@ -5,6 +5,9 @@ can do is requeue failed or dead ones, which goes through ``dead_letters.requeue
 check and audit included) after a confirmation page.
 """
 
+import re
+import uuid
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -15,7 +18,14 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from backoffice.actors import Actor, Source
-from backoffice.admin_mixins import ReadOnlyAdminMixin
+from backoffice.admin_mixins import (
+    LIST_PER_PAGE,
+    AuditHistoryMixin,
+    DefaultChoiceFilter,
+    ReadOnlyAdminMixin,
+    cut,
+    status_label,
+)
 from backoffice.errors import DomainError
 
 from . import dead_letters, inbound
@@ -25,31 +35,28 @@ Status = OutboundMessage.Status
 
 CONFIRMATION_TEMPLATE = "admin/telegram_bridge/outboundmessage/requeue_confirmation.html"
 
+# Messages about an approval request carry its id in their dedupe key: "approval:<hex>:…".
+APPROVAL_KEY = re.compile(r"approval:([0-9a-f]{32}):")
 
-class DeliveryStatusFilter(admin.SimpleListFilter):
+
+class DeliveryStatusFilter(DefaultChoiceFilter):
     """Opens on the messages that need attention: failed and dead."""
 
     title = "status"
     parameter_name = "delivery"
-    ATTENTION = "attention"
+    default = "attention"
     ALL = "all"
 
     def lookups(self, request, model_admin):
         return [(self.ALL, "All"), *Status.choices]
 
     def choices(self, changelist):
-        current = self.value() or self.ATTENTION
         yield {
-            "selected": current == self.ATTENTION,
+            "selected": self.value() is None,
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),
             "display": "Failed or dead",
         }
-        for value, label in self.lookup_choices:
-            yield {
-                "selected": current == value,
-                "query_string": changelist.get_query_string({self.parameter_name: value}),
-                "display": label,
-            }
+        yield from super().choices(changelist)
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -61,12 +68,13 @@ class DeliveryStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class OutboundMessageAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "method",
         "chat_id",
-        "status",
+        "approval",
+        "status_label",
         "attempts",
         "requeues",
         "error",
@@ -74,13 +82,28 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "requeue_button",
     ]
     list_filter = [DeliveryStatusFilter, "method"]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["dedupe_key", "last_error", "=chat_id", "=id"]
     ordering = ["-created_at", "-id"]
     actions = ["requeue_selected"]
-    readonly_fields = [field.name for field in OutboundMessage._meta.fields]
+    readonly_fields = ["approval", *(field.name for field in OutboundMessage._meta.fields)]
 
     def has_requeue_permission(self, request):
         return request.user.has_perm(dead_letters.REQUEUE_PERMISSION)
+
+    @admin.display(description="approval request")
+    def approval(self, message):
+        """A link to the request the message is about, read from its key (no query per row)."""
+        found = APPROVAL_KEY.match(message.dedupe_key)
+        if found is None:
+            return "-"
+        approval_id = uuid.UUID(found[1])
+        url = reverse("admin:claims_approvalrequest_change", args=[approval_id])
+        return format_html('<a href="{}">{}</a>', url, found[1][:8])
+
+    @admin.display(description="status", ordering="status")
+    def status_label(self, message):
+        return status_label(message.status, message.get_status_display())
 
     def get_list_display(self, request):
         if self.has_requeue_permission(request):
@@ -91,7 +114,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def error(self, message):
         code = f"[{message.last_status_code}] " if message.last_status_code else ""
         text = f"{code}{message.last_error}"
-        return text if len(text) <= 80 else f"{text[:79]}…"
+        return cut(text, 80)
 
     @admin.display(description="age", ordering="created_at")
     def age(self, message):
@@ -102,7 +125,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if message.status not in dead_letters.REQUEUABLE:
             return ""
         url = reverse("admin:telegram_bridge_outboundmessage_requeue", args=[message.pk])
-        return format_html('<a class="button" href="{}">Requeue…</a>', url)
+        return format_html('<a class="button requeue" href="{}">Requeue…</a>', url)
 
     def get_urls(self):
         requeue = self.admin_site.admin_view(self.requeue_view)
@@ -136,6 +159,7 @@ class OutboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": "Requeue messages?",
+            "crumb": "Requeue",
             "opts": self.model._meta,
             "queryset": queryset,
             "bulk": bulk,
@@ -164,15 +188,16 @@ class TelegramAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundUpdate)
-class InboundUpdateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InboundUpdateAdmin(ReadOnlyAdminMixin, AuditHistoryMixin, admin.ModelAdmin):
     """Updates as Telegram sent them and what became of them; the record is not to be edited.
 
     A failed update (a handler error, or quarantined on arrival) can be retried once its cause is
     fixed, through ``inbound.retry`` (permission check and audit included).
     """
 
-    list_display = ["update_id", "status", "received_at", "processed_at", "short_error"]
+    list_display = ["update_id", "status_label", "received_at", "processed_at", "short_error"]
     list_filter = ["status"]
+    list_per_page = LIST_PER_PAGE
     search_fields = ["=update_id", "error"]
     ordering = ["-received_at", "-update_id"]
     readonly_fields = [field.name for field in InboundUpdate._meta.fields]
@@ -194,6 +219,10 @@ class InboundUpdateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 outcomes.append(f"{row.update_id}: {row.status}")
         self.message_user(request, "; ".join(outcomes) or "Nothing selected.", messages.INFO)
 
+    @admin.display(description="status", ordering="status")
+    def status_label(self, update):
+        return status_label(update.status, update.get_status_display())
+
     @admin.display(description="error")
     def short_error(self, update):
-        return update.error if len(update.error) <= 80 else f"{update.error[:79]}…"
+        return cut(update.error, 80)

@@ -4,7 +4,10 @@ import os
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.db import connections
+
+from tests.telegram.conftest import fake_telegram, qcluster  # noqa: F401 (fixtures used here)
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -42,3 +45,23 @@ def browser_page(monkeypatch):
             # get their own; pytest-django closes only the others before it drops the test
             # database ("being accessed by other users"), so these are closed here.
             connections.close_all()
+
+
+PASSWORD = "a-browser-test-password"  # pragma: allowlist secret
+# pytest-django's admin_user fixture has this password.
+ADMIN_PASSWORD = "password"  # pragma: allowlist secret
+
+
+@pytest.fixture
+def staff_approver(transactional_db):
+    user = User.objects.create_user("pat", password=PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name="Approvers"))
+    return user
+
+
+def log_in(page, live_server, user, *, password=PASSWORD, next_path="/admin/"):
+    page.goto(f"{live_server.url}/admin/login/?next={next_path}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")

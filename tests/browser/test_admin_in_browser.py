@@ -1,5 +1,3 @@
-import pytest
-from django.contrib.auth.models import Group, User
 from model_bakery import baker
 
 from audit.models import AuditEvent
@@ -7,22 +5,7 @@ from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
 
-PASSWORD = "a-browser-test-password"  # pragma: allowlist secret
-
-
-@pytest.fixture
-def staff_approver(transactional_db):
-    user = User.objects.create_user("pat", password=PASSWORD, is_staff=True)
-    user.groups.add(Group.objects.get(name="Approvers"))
-    return user
-
-
-def log_in(page, live_server, user):
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+from .conftest import log_in
 
 
 def test_staff_approves_a_request_with_the_button_on_its_page(
@@ -66,10 +49,12 @@ def test_bulk_deny_from_the_list_reports_what_was_skipped(
     services.decide(approved.pk, "approve", actor=Actor(source=Source.CLI, user=staff_approver))
     log_in(browser_page, live_server, staff_approver)
 
-    browser_page.goto(f"{live_server.url}/admin/claims/approvalrequest/")
+    browser_page.goto(f"{live_server.url}/admin/claims/approvalrequest/?status__exact=all")
     browser_page.check("#action-toggle")
     browser_page.select_option("select[name=action]", "deny")
     browser_page.click("button[name=index]")
+    browser_page.fill("#id_bulk_note", "Release freeze")
+    browser_page.click("input[type=submit].deny")
     browser_page.wait_for_selector("ul.messagelist")
 
     message = browser_page.inner_text("ul.messagelist")

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.django_db
 Status = ApprovalRequest.Status
 CLAIMS_URL = reverse("admin:claims_claim_changelist")
 APPROVALS_URL = reverse("admin:claims_approvalrequest_changelist")
+# The list opens on pending requests; this is the list of every request.
+ALL_APPROVALS_URL = f"{APPROVALS_URL}?status__exact=all"
 
 
 def texts(response):
@@ -259,8 +261,8 @@ def test_bulk_approve_reports_changed_and_skipped(approver_client, approver, mak
     selected = [*pending, denied, already, overdue]
 
     response = approver_client.post(
-        APPROVALS_URL,
-        {"action": "approve", "_selected_action": [str(a.pk) for a in selected]},
+        ALL_APPROVALS_URL,
+        {"action": "approve", "_selected_action": [str(a.pk) for a in selected], "post": "yes"},
         follow=True,
     )
 
@@ -287,7 +289,9 @@ def test_bulk_actions_call_the_services(action, start, end, approver_client, mak
     approval = make_approval(status=start)
 
     response = approver_client.post(
-        APPROVALS_URL, {"action": action, "_selected_action": [str(approval.pk)]}, follow=True
+        ALL_APPROVALS_URL,
+        {"action": action, "_selected_action": [str(approval.pk)], "post": "yes"},
+        follow=True,
     )
 
     assert texts(response) == [f"1 {end}"]
@@ -504,7 +508,7 @@ def test_the_request_list_shows_votes_and_time_to_decision(
         created_at=now - timedelta(days=20, hours=2), decided_at=now - timedelta(days=20)
     )
 
-    page = approver_client.get(APPROVALS_URL).content.decode()
+    page = approver_client.get(ALL_APPROVALS_URL).content.decode()
 
     assert 'id="decision_times"' in page
     assert "<td>last 7 days</td><td>Command</td><td>3</td><td>0:20:00</td><td>0:28:00</td>" in page
@@ -522,3 +526,55 @@ def test_no_vote_buttons_for_an_approver_the_policy_does_not_allow(
 
     assert 'id="approvalrequest_steps"' not in page
     assert "0 of 2 approvals, waiting for alice, bob, carol" in page
+
+
+def test_bulk_decision_asks_for_confirmation_listing_the_requests(
+    approver_client, approver, make_approval
+):
+    chosen = [make_approval(text="Deploy 2.4.0"), make_approval(text="Deploy 2.4.1")]
+    selected = [str(a.pk) for a in chosen]
+
+    page = approver_client.post(APPROVALS_URL, {"action": "deny", "_selected_action": selected})
+
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert all(a.short_id in content for a in chosen)
+    assert 'name="note"' in content and 'value="Yes, deny 2 requests"' in content
+    assert not AuditEvent.objects.filter(action="approval.denied").exists()
+
+    done = approver_client.post(
+        APPROVALS_URL,
+        {"action": "deny", "_selected_action": selected, "post": "yes", "note": "Freeze week"},
+        follow=True,
+    )
+
+    assert texts(done) == ["2 denied"]
+    notes = AuditEvent.objects.filter(action="approval.denied").values_list(
+        "details__decision_note", flat=True
+    )
+    assert list(notes) == ["Freeze week", "Freeze week"]
+
+
+def test_request_list_opens_on_pending_and_shows_status_in_colour(approver_client, make_approval):
+    pending = make_approval(text="x" * 200)
+    make_approval(status=Status.DENIED)
+
+    response = approver_client.get(APPROVALS_URL)
+
+    assert [a.pk for a in response.context["cl"].result_list] == [pending.pk]
+    content = response.content.decode()
+    assert '<span class="status status-pending">Pending</span>' in content
+    assert f'<span title="{"x" * 200}">' in content
+    everything = approver_client.get(ALL_APPROVALS_URL)
+    assert len(everything.context["cl"].result_list) == 2
+
+
+def test_deny_button_asks_before_it_denies(approver_client, make_approval):
+    approval = make_approval()
+
+    content = approver_client.get(change_url(approval)).content.decode()
+
+    assert 'value="approve" class="button approve"' in content
+    assert f'value="deny" class="button deny" data-confirm="Deny request {approval.short_id}?"' in (
+        content
+    )

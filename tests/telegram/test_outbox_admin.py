@@ -1,5 +1,7 @@
 """Dead letters in the admin: the default list, one-click and bulk requeue, permissions."""
 
+import uuid
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -161,3 +163,15 @@ def test_inbound_updates_and_account_links_are_listed(client, admin_user):
     assert updates.status_code == accounts.status_code == 200
     assert "77" in updates.text
     assert add_update.status_code == 403
+
+
+@pytest.mark.django_db
+def test_messages_about_a_request_link_to_it(client, operator):
+    approval_id = uuid.uuid4()
+    outbound_message(Status.DEAD, dedupe_key=f"approval:{approval_id.hex}:requested")
+
+    page = client.get(CHANGELIST).text
+
+    url = reverse("admin:claims_approvalrequest_change", args=[approval_id])
+    assert f'<a href="{url}">{approval_id.hex[:8]}</a>' in page
+    assert '<span class="status status-dead">Dead</span>' in page
