@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("telegram_bridge", "0004_inboundupdate_retry_permission"),
+        ("telegram_bridge", "0005_monitoring_figures"),
     ]
 
     operations = [
