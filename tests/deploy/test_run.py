@@ -130,7 +130,14 @@ class Run:
         return (self.home / "run.out").read_text(errors="replace")
 
     def kill(self):
-        if self.process.poll() is None:
+        """Stop a run the test left running (it failed half-way): SIGTERM first, so deploy/run
+        stops the processes it started, which a SIGKILL would leave running on their own."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
