@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from backoffice.actors import Actor
 from claims import services
 from claims.models import ApprovalRequest, Claim, Decision
-from claims.selectors import get_claim, resolve_approval
+from claims.selectors import approval_id_for, get_claim, resolve_approval
 from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
@@ -239,8 +239,9 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def _decide(self, request: Request, pk: str, decision: Decision) -> Response:
         note = validated(DecisionSerializer, request)["note"]
-        approval_id = resolve_approval(pk).pk
-        decided = services.decide(approval_id, decision, actor=api_actor(request), note=note)
+        decided = services.decide(
+            approval_id_for(pk), decision, actor=api_actor(request), note=note
+        )
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
@@ -278,7 +279,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def archive(self, request: Request, pk: str = "") -> Response:
-        decided = services.archive(resolve_approval(pk).pk, actor=api_actor(request))
+        decided = services.archive(approval_id_for(pk), actor=api_actor(request))
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
