@@ -25,7 +25,7 @@ from callbacks import services as callback_services
 from callbacks import signing
 from claims import services, waiting
 from claims.models import ApprovalRequest, Claim, Decision
-from claims.selectors import get_claim, resolve_approval
+from claims.selectors import approval_id_for, get_claim, resolve_approval
 from telegram_bridge import dead_letters, outbox
 
 from .actors import api_actor
@@ -287,8 +287,9 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def _decide(self, request: Request, pk: str, decision: Decision) -> Response:
         note = validated(DecisionSerializer, request)["note"]
-        approval_id = resolve_approval(pk).pk
-        decided = services.decide(approval_id, decision, actor=api_actor(request), note=note)
+        decided = services.decide(
+            approval_id_for(pk), decision, actor=api_actor(request), note=note
+        )
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )
@@ -326,7 +327,7 @@ class ApprovalViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     @idempotent
     def archive(self, request: Request, pk: str = "") -> Response:
-        decided = services.archive(resolve_approval(pk).pk, actor=api_actor(request))
+        decided = services.archive(approval_id_for(pk), actor=api_actor(request))
         return Response(
             {**ApprovalSerializer.represent(decided.approval), "changed": decided.changed}
         )

@@ -3,7 +3,8 @@
 --
 --   approve <file>  POST /api/v1/approvals/<id>/approve/ for this client's share of the pending
 --                   request ids in <file>, one per line (the ids are dealt out round-robin).
---   claim           POST /api/v1/claims/ for a new story, then release that claim, and again.
+--   claim           POST /api/v1/claims/ for a new story, then release that claim with the lease
+--                   token of the grant, and again.
 --
 -- done() prints one line, "RESULT {...}", which bench/api_http.py reads.
 
@@ -37,7 +38,7 @@ function init(args)
       line_number = line_number + 1
     end
   else
-    stories, to_release = 0, nil
+    stories, to_release, lease_token = 0, nil, nil
   end
 end
 
@@ -53,7 +54,7 @@ function request()
     to_release = nil
     sent = "release"
     return wrk.format(nil, "/api/v1/claims/" .. id .. "/release/", nil,
-      string.format('{"agent_id": "bench-agent-%d"}', number))
+      string.format('{"agent_id": "bench-agent-%d", "lease_token": "%s"}', number, lease_token))
   end
   stories = stories + 1
   sent = "claim"
@@ -76,7 +77,9 @@ function response(status, headers, body)
     -- Every pending request was decided and the ids came round again: too few requests.
     repeats = repeats + 1
   elseif sent == "claim" then
-    to_release = string.match(body, '"id":"([^"]+)"')
+    -- Only the holder's lease token (in the grant answer, and only there) releases a claim.
+    to_release = string.match(body, '"id":([0-9]+)')
+    lease_token = string.match(body, '"lease_token":"([^"]+)"')
   end
   done_writes = done_writes + 1
 end

@@ -34,6 +34,7 @@ TARGET_P99_MS = 50
 # Pending requests made per client and per second of the run, above the fastest rate seen.
 APPROVALS_PER_CLIENT_SECOND = 100
 SCRIPT = Path(__file__).with_suffix(".lua")
+BENCH_CHAT_ID = "-1001"
 
 
 def environment(database_url, redis_url, run_id):
@@ -45,7 +46,9 @@ def environment(database_url, redis_url, run_id):
         API_THROTTLE_RATE="100000000/min",
         CACHE_KEY_PREFIX=f"bench-{run_id}",
     )
-    env.pop("TELEGRAM_APPROVER_CHAT_ID", None)
+    # Requests are announced in an approver chat, so an approval edits that message: an outbox
+    # row and a delivery task, as in production (nothing delivers them here).
+    env["TELEGRAM_APPROVER_CHAT_ID"] = BENCH_CHAT_ID
     return env
 
 
@@ -58,6 +61,8 @@ def prepare(env, clients, approvals):
     from api.tokens import create_token
     from backoffice.actors import Actor, Source, system_actor
     from claims import services
+    from telegram_bridge import outbox
+    from telegram_bridge.models import OutboundMessage
 
     actor = system_actor("bench")
     group = Group.objects.get(name="Approvers")
@@ -76,8 +81,17 @@ def prepare(env, clients, approvals):
         )
         for n in range(approvals)
     ]
+    # The announcements went out: each approval queues an edit of a sent message.
+    outbox.messages().update(status=OutboundMessage.Status.SENT, telegram_message_id=1)
     connections.close_all()
     return keys, pending
+
+
+def drop_queued_tasks():
+    """The delivery tasks the approvals queued; no worker ran to take them."""
+    from django_q.brokers import get_broker
+
+    get_broker().delete_queue()
 
 
 def run_wrk(base_url, keys, seconds, *script_args):
@@ -172,6 +186,7 @@ def main():
             measure(options, port, keys, pending)
         finally:
             support.stop_gunicorn(process)
+            drop_queued_tasks()
 
 
 if __name__ == "__main__":

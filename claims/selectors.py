@@ -4,13 +4,21 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from backoffice.errors import InvalidInput, NotFound
 
-from .models import ApprovalRequest, Claim, ClaimWaiter
+from .models import ApprovalRequest, Claim, ClaimWaiter, Vote
 
 MIN_ID_PREFIX = 6
 
@@ -66,8 +74,19 @@ def find_claim(story: str, todolist: str) -> Claim:
 
 
 def get_approval(approval_id: uuid.UUID | str, *, lock: bool = False) -> ApprovalRequest:
-    """The request with ``approval_id``; ``lock`` holds its row until the transaction ends."""
-    queryset = ApprovalRequest.objects.select_for_update() if lock else ApprovalRequest.objects
+    """The request with ``approval_id``; ``lock`` holds its row until the transaction ends.
+
+    A locked request comes with its requester and decider, whom every change shows (audit
+    details, the Telegram message, the answer): one query rather than three. Only the request's
+    own row is locked, not theirs.
+    """
+    queryset = (
+        ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
+            "requested_by_user", "decided_by"
+        )
+        if lock
+        else ApprovalRequest.objects
+    )
     try:
         return queryset.get(pk=approval_id)
     except (ApprovalRequest.DoesNotExist, ValidationError, ValueError, TypeError):
@@ -77,13 +96,45 @@ def get_approval(approval_id: uuid.UUID | str, *, lock: bool = False) -> Approva
 
 def resolve_approval(approval_id: uuid.UUID | str) -> ApprovalRequest:
     """The request with this full id, or with this short id (six or more hex digits)."""
+    full_id = _full_id(approval_id)
+    if full_id is not None:
+        return get_approval(full_id)
+    return find_approval_by_prefix(_short_id(approval_id))
+
+
+def approval_id_for(approval_id: uuid.UUID | str) -> uuid.UUID:
+    """The id of the request named by a full id or a short one, for a service that looks the
+    request up itself (and answers NotFound): a full id costs no query, a short one one."""
+    full_id = _full_id(approval_id)
+    if full_id is not None:
+        return full_id
+    return find_approval_by_prefix(_short_id(approval_id)).pk
+
+
+def _full_id(approval_id: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(approval_id, uuid.UUID):
+        return approval_id
     try:
-        return get_approval(approval_id)
-    except NotFound:
-        prefix = id_prefix(str(approval_id))
-        if prefix is None or len(prefix) >= 32:
-            raise
-    return find_approval_by_prefix(prefix)
+        return uuid.UUID(str(approval_id))
+    except ValueError:
+        return None
+
+
+def _short_id(approval_id: uuid.UUID | str) -> str:
+    """``approval_id`` as an id prefix; NotFound when it is neither a full id nor a prefix."""
+    prefix = id_prefix(str(approval_id))
+    if prefix is None or len(prefix) >= 32:
+        raise NotFound(f"No approval request with id {approval_id}.")
+    return prefix
+
+
+def votes_with_voters(approval: ApprovalRequest) -> None:
+    """Read the votes of ``approval`` and their voters in one query and keep them on it (Django's
+    prefetch), so the tally, the audit details, the Telegram message and the answer that follow a
+    vote read none again. Call it after the last write of a vote in the transaction."""
+    prefetch_related_objects(
+        [approval], Prefetch("votes", queryset=Vote.objects.select_related("voter"))
+    )
 
 
 def id_prefix(text: str) -> str | None:

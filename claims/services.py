@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
@@ -28,7 +28,7 @@ from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
 from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote
 from .representation import approval_data, claim_data
-from .selectors import find_claim, get_approval, get_claim, overdue_approvals
+from .selectors import find_claim, get_approval, get_claim, overdue_approvals, votes_with_voters
 
 Status = ApprovalRequest.Status
 T = TypeVar("T")
@@ -632,18 +632,30 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
 
 
 def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) -> Decided:
-    """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes."""
-    vote, created = Vote.objects.get_or_create(
-        approval=approval,
-        voter=actor.authenticated_user,
-        defaults={"choice": choice, "source": actor.source, "note": note},
-    )
-    if not created and vote.choice == choice:
+    """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes.
+
+    ``decide`` holds the request's row, so no other vote on it comes between looking for this
+    voter's vote and writing it: a plain INSERT does, without get_or_create's savepoint. The
+    votes are then read once, for everything that shows them until the answer.
+    """
+    # policies.refusal() let only a signed-in person this far.
+    voter = cast(User, actor.authenticated_user)
+    vote = Vote.objects.filter(approval=approval, voter=voter).first()
+    if vote is not None and vote.choice == choice:
         return Decided(approval, False, voting.tally(approval))
-    previous_choice = "" if created else vote.choice
-    if not created:
+    previous_choice = "" if vote is None else vote.choice
+    if vote is None:
+        vote = Vote.objects.create(
+            approval=approval,
+            voter=voter,
+            choice=choice,
+            source=actor.source,
+            note=note,
+        )
+    else:
         vote.choice, vote.source, vote.note = choice, actor.source, note
         vote.save(update_fields=["choice", "source", "note", "updated_at"])
+    votes_with_voters(approval)
     counted = voting.tally(approval, waiting=False)
     if counted.outcome:
         decision = Decision(counted.outcome)
