@@ -125,18 +125,18 @@ def failed_updates(request: HttpRequest, now: datetime) -> Panel:
 def jobs(request: HttpRequest, now: datetime) -> Panel:
     """Jobs running now and the latest that failed, each linked to its page: three queries (one
     count of both over the indexed status, and the first rows of each)."""
-    totals = Job.objects.aggregate(
+    totals = Job.objects.filter(status__in=[Job.Status.RUNNING, Job.Status.FAILED]).aggregate(
         running=Count("pk", filter=Q(status=Job.Status.RUNNING)),
         failed=Count("pk", filter=Q(status=Job.Status.FAILED)),
     )
-    jobs = Job.objects.filter(status=Job.Status.RUNNING).order_by("started_at")
+    running = Job.objects.filter(status=Job.Status.RUNNING).order_by("started_at")
     failed = Job.objects.filter(status=Job.Status.FAILED).order_by("-finished_at", "-created_at")
     return Panel(
         "jobs",
         "Jobs running and failed",
         "admin/dashboard/jobs.html",
         {
-            "running": list(jobs[:ROWS]),
+            "running": list(running[:ROWS]),
             "rows": list(failed[:ROWS]),
             "running_total": totals["running"],
             "total": totals["failed"],
