@@ -17,12 +17,13 @@ from backoffice.admin_mixins import LIST_PER_PAGE, ReadOnlyAdminMixin
 
 from . import presentation
 from .filters import ActionFilter, ActorFilter, ObjectTypeFilter, WhenFilter
-from .models import AuditEvent
+from .models import AuditEvent, Checkpoint
 from .paginators import EstimatedCountPaginator
 
 # The short id everyone sees (the first hex digits of a request's UUID), six to 32 of them.
 SHORT_ID = re.compile(r"[0-9a-f]{6,32}")
 UUID_GROUPS = (8, 4, 4, 4, 12)
+SHORT_DIGEST = 12
 
 
 def uuid_prefix(term: str) -> str | None:
@@ -37,6 +38,12 @@ def uuid_prefix(term: str) -> str | None:
         groups.append(digits[start : start + size])
         start += size
     return "-".join(groups)
+
+
+def short_digest(digest: str) -> str:
+    """The first hex digits of a chain hash, the whole of it on hover (to compare by eye with a
+    published checkpoint or ``audit_verify``'s report)."""
+    return format_html('<code title="{}">{}…</code>', digest, digest[:SHORT_DIGEST])
 
 
 @admin.register(AuditEvent)
@@ -58,9 +65,18 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         ("object_type", "object_link"),
         "trace_id",
         "pretty_details",
+        ("seq", "short_hash", "short_prev_hash"),
     ]
-    readonly_fields = ["object_link", "pretty_details"]
+    readonly_fields = ["object_link", "pretty_details", "seq", "short_hash", "short_prev_hash"]
     actions = None
+
+    @admin.display(description="Hash")
+    def short_hash(self, event):
+        return short_digest(event.hash)
+
+    @admin.display(description="Previous hash")
+    def short_prev_hash(self, event):
+        return short_digest(event.prev_hash)
 
     @admin.display(description="Who", ordering="actor_label")
     def who(self, event):
@@ -110,3 +126,24 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 object_id__startswith=prefix
             )
         return queryset.filter(found), False
+
+
+CHECKPOINT_FIELDS = ("seq", "timestamp", "head_hash", "short_signature")
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The chain heads signed and published so far: what ``audit_verify`` checks the chain
+    against. Written by ``audit.services.checkpoint()`` alone."""
+
+    list_display = fields = readonly_fields = CHECKPOINT_FIELDS
+    list_per_page = LIST_PER_PAGE
+    actions = None
+
+    @admin.display(description="Chain head hash")
+    def head_hash(self, checkpoint):
+        return short_digest(checkpoint.hash)
+
+    @admin.display(description="Signature")
+    def short_signature(self, checkpoint):
+        return short_digest(checkpoint.signature)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
@@ -18,9 +19,11 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from automation.models import Job
 from claims import selectors as claim_selectors
 from claims import services as claim_services
 from claims.models import ApprovalRequest, Claim
+from monitoring import heartbeat
 from telegram_bridge import dead_letters
 from telegram_bridge.models import InboundUpdate, OutboundMessage
 
@@ -119,6 +122,42 @@ def failed_updates(request: HttpRequest, now: datetime) -> Panel:
     )
 
 
+def jobs(request: HttpRequest, now: datetime) -> Panel:
+    """Jobs running now and the latest that failed, each linked to its page: three queries (one
+    count of both over the indexed status, and the first rows of each)."""
+    totals = Job.objects.filter(status__in=[Job.Status.RUNNING, Job.Status.FAILED]).aggregate(
+        running=Count("pk", filter=Q(status=Job.Status.RUNNING)),
+        failed=Count("pk", filter=Q(status=Job.Status.FAILED)),
+    )
+    running = Job.objects.filter(status=Job.Status.RUNNING).order_by("started_at")
+    failed = Job.objects.filter(status=Job.Status.FAILED).order_by("-finished_at", "-created_at")
+    return Panel(
+        "jobs",
+        "Jobs running and failed",
+        "admin/dashboard/jobs.html",
+        {
+            "running": list(running[:ROWS]),
+            "rows": list(failed[:ROWS]),
+            "running_total": totals["running"],
+            "total": totals["failed"],
+        },
+    )
+
+
+def worker_heartbeat(request: HttpRequest, now: datetime) -> Panel:
+    """When a worker last beat: red once it is older than ``WORKER_HEARTBEAT_MAX_AGE`` seconds,
+    the same limit /readyz and the worker alert use."""
+    last = heartbeat.last_beat()
+    age = None if last is None else max((now - last).total_seconds(), 0.0)
+    limit = settings.WORKER_HEARTBEAT_MAX_AGE
+    return Panel(
+        "heartbeat",
+        "Worker heartbeat",
+        "admin/dashboard/heartbeat.html",
+        {"last": last, "age": age, "limit": limit, "ok": age is not None and age <= limit},
+    )
+
+
 @dataclass
 class Series:
     """Failure and retry rates of outgoing messages per bucket, drawn as an SVG line chart."""
@@ -206,6 +245,8 @@ PANELS: list[Callable[[HttpRequest, datetime], Panel]] = [
     expiring_leases,
     dead_letter_panel,
     failed_updates,
+    jobs,
+    worker_heartbeat,
     delivery_rates,
 ]
 

@@ -253,7 +253,8 @@ def claim(
     """Grant the lease on (story, todolist) to ``actor.user``, or refresh it for its holder.
 
     Refreshing needs the lease token handed out with the lease; without it a live lease is a
-    ``ClaimConflict`` whoever asks, and a wrong token is refused (``NotHolder``) and audited. An
+    ``ClaimConflict`` whoever asks (audited as ``claim.conflict`` once the caller stops waiting,
+    so conflicts can be counted), and a wrong token is refused (``NotHolder``) and audited. An
     expired or released lease is taken over by the first in line. With ``wait`` seconds the
     caller queues for a busy work item and is served in arrival order; giving up leaves the line.
     Safe under concurrency: the row is locked, and a race to create it is settled by the unique
@@ -286,8 +287,12 @@ def claim(
                 claimed = Claim.objects.get(story=story, todolist=todolist)
                 _audit_refusal(refused, actor, claim=claimed, operation="claim")
                 raise
-            except ClaimConflict:
+            except ClaimConflict as conflict:
                 if time.monotonic() >= deadline:
+                    claimed = Claim.objects.get(story=story, todolist=todolist)
+                    _audit_refusal(
+                        conflict, actor, claim=claimed, operation="claim", action="claim.conflict"
+                    )
                     raise
             ticket = _wait_in_line(story, todolist, holder, ticket, deadline)
     finally:
@@ -329,11 +334,19 @@ def _check_proof(claim: Claim, lease_token: str, fencing_token: int | None) -> N
         raise NotHolder(f"That lease token does not hold {claim.work_item}.")
 
 
-def _audit_refusal(error: DomainError, actor: Actor, *, operation: str, claim: Claim) -> None:
-    """Record a refused proof, with the caller's own identity, in a transaction of its own."""
+def _audit_refusal(
+    error: DomainError,
+    actor: Actor,
+    *,
+    operation: str,
+    claim: Claim,
+    action: str = "claim.refused",
+) -> None:
+    """Record a refused proof or a conflict, with the caller's own identity, in a transaction of
+    its own: the attempt's transaction was rolled back, and the refusal must outlive it."""
     with transaction.atomic():
         record(
-            "claim.refused",
+            action,
             actor=actor,
             obj=claim,
             details={"operation": operation, "error": error.code, "detail": error.message},

@@ -4,7 +4,7 @@
 docs/monitoring.md for why this rather than in-process counters): a delivery made by a worker, a
 decision taken in ``manage.py``, an update stored by the poller all show in the web process's
 ``/metrics`` with no multiprocess directory to manage. Each section is a function yielding
-metric families; a new app (jobs, say) adds one function to ``SECTIONS``.
+metric families; a new app adds one function to ``SECTIONS``.
 """
 
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +40,17 @@ def by_label(
     for labelled, count in counts.items():
         metric.add_metric([labelled], count)
     return metric
+
+
+def add_histogram(
+    family: HistogramMetricFamily, labels: list[str], found: selectors.Histogram
+) -> None:
+    """One labelled sample of ``family`` from a histogram the selectors counted."""
+    family.add_metric(
+        labels,
+        buckets=[*((str(bound), count) for bound, count in found.buckets), ("+Inf", found.count)],
+        sum_value=found.total_seconds,
+    )
 
 
 def outbox_metrics(now: datetime) -> Iterator[Metric]:
@@ -130,16 +141,11 @@ def approval_metrics(now: datetime) -> Iterator[Metric]:
         "Requests still awaiting a decision after their first reminder time.",
         value=selectors.overdue_approvals(now),
     )
-    times = selectors.decision_times()
     histogram = HistogramMetricFamily(
         f"{PREFIX}_approval_decision_seconds",
         "Time from request to decision, in seconds, of requests decided so far.",
     )
-    histogram.add_metric(
-        [],
-        buckets=[*((str(bound), count) for bound, count in times.buckets), ("+Inf", times.count)],
-        sum_value=times.total_seconds,
-    )
+    add_histogram(histogram, [], selectors.decision_times())
     yield histogram
 
 
@@ -169,6 +175,25 @@ def claim_metrics(now: datetime) -> Iterator[Metric]:
     )
 
 
+def job_metrics(now: datetime) -> Iterator[Metric]:
+    yield by_label(
+        GaugeMetricFamily,
+        "jobs",
+        "Jobs by status: awaiting_approval, queued, running, and each outcome (succeeded, "
+        "failed, cancelled, refused).",
+        "status",
+        selectors.jobs_by_status(),
+    )
+    steps = HistogramMetricFamily(
+        f"{PREFIX}_job_step_duration_seconds",
+        "How long job steps took, in seconds, by the step's status, of steps that ran to an end.",
+        labels=["status"],
+    )
+    for status, found in selectors.step_durations().items():
+        add_histogram(steps, [status], found)
+    yield steps
+
+
 def worker_metrics(now: datetime) -> Iterator[Metric]:
     age = heartbeat.age(now)
     yield GaugeMetricFamily(
@@ -183,6 +208,7 @@ SECTIONS: list[Section] = [
     inbound_metrics,
     approval_metrics,
     claim_metrics,
+    job_metrics,
     worker_metrics,
 ]
 

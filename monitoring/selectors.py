@@ -11,11 +11,13 @@ the database is the one place they live.
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.fields.json import KT
 
 from audit.models import AuditEvent
+from automation.models import Job, JobStep
 from claims.models import ApprovalRequest, Claim, ClaimWaiter
 
 # Audit actions that decide an approval request, and the decision each stands for.
@@ -29,7 +31,8 @@ DECISION_ACTIONS = {
     "approval.denied_by_default": "denied",
 }
 # Audit actions of leases, counted by action (a claimer refused for a wrong token or a stale
-# fence is ``claim.refused``).
+# fence is ``claim.refused``; one turned away with 409 because the lease is held is
+# ``claim.conflict``).
 CLAIM_ACTIONS = (
     "claim.acquired",
     "claim.refreshed",
@@ -37,12 +40,15 @@ CLAIM_ACTIONS = (
     "claim.released",
     "claim.force_released",
     "claim.refused",
+    "claim.conflict",
     "claim.frozen",
     "claim.unfrozen",
 )
 REQUEUE_ACTION = "telegram.requeued"
 # Upper bounds, in seconds, of the time-to-decision histogram: a minute to a week.
 DECISION_TIME_BUCKETS = (60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)
+# Upper bounds, in seconds, of the job step duration histogram: a second to an hour.
+STEP_DURATION_BUCKETS = (1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 def audit_counts(actions: Iterable[str], *by: str) -> dict[tuple[str, ...], int]:
@@ -78,15 +84,15 @@ def requests_by_kind() -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class DecisionTimes:
-    """The time-to-decision histogram: cumulative counts per upper bound, count and sum."""
+class Histogram:
+    """Cumulative counts per upper bound (in seconds), the count and the sum in seconds."""
 
     buckets: list[tuple[float, int]]
     count: int
     total_seconds: float
 
 
-def decision_times() -> DecisionTimes:
+def decision_times() -> Histogram:
     """How long decided requests waited for their decision (by a person or by default)."""
     took = ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
     decided = ApprovalRequest.objects.filter(decided_at__isnull=False).annotate(took=took)
@@ -99,13 +105,48 @@ def decision_times() -> DecisionTimes:
         },
     )
     total = found["total"]
-    return DecisionTimes(
+    return Histogram(
         buckets=[
             (bound, found[f"le_{index}"]) for index, bound in enumerate(DECISION_TIME_BUCKETS)
         ],
         count=found["count"],
         total_seconds=total.total_seconds() if total else 0.0,
     )
+
+
+def jobs_by_status() -> dict[str, int]:
+    """Jobs by status, every status present (0 when none): running ones and each outcome."""
+    rows = Job.objects.values("status").annotate(n=Count("*")).order_by()
+    counted = {row["status"]: row["n"] for row in rows}
+    return {status: counted.get(status, 0) for status in Job.Status.values}
+
+
+def step_durations() -> dict[str, Histogram]:
+    """How long job steps that ran to an end took, by the step's status; one grouped query."""
+    rows = (
+        JobStep.objects.filter(duration_ms__isnull=False)
+        .values("status")
+        .annotate(
+            count=Count("*"),
+            total_ms=Sum("duration_ms"),
+            **{
+                f"le_{index}": Count("id", filter=Q(duration_ms__lte=bound * 1000))
+                for index, bound in enumerate(STEP_DURATION_BUCKETS)
+            },
+        )
+        .order_by()
+    )
+    found: dict[str, Histogram] = {}
+    for row in rows:
+        counted: dict[str, Any] = dict(row)
+        found[counted["status"]] = Histogram(
+            buckets=[
+                (bound, counted[f"le_{index}"]) for index, bound in enumerate(STEP_DURATION_BUCKETS)
+            ],
+            count=counted["count"],
+            total_seconds=(counted["total_ms"] or 0) / 1000,
+        )
+    return found
 
 
 def claims_by_state(now: datetime) -> dict[str, int]:

@@ -9,7 +9,7 @@ from model_bakery import baker
 
 from audit import paginators
 from audit.admin import uuid_prefix
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Checkpoint
 from audit.services import record
 from backoffice.actors import Actor, Source
 
@@ -52,6 +52,10 @@ def test_audit_event_page_shows_details_as_pretty_json(admin_client, event):
     content = page.content.decode()
     assert "<pre>{\n  &quot;note&quot;: &quot;Go ahead&quot;," in content
     assert 'name="_save"' not in content
+    # Its link in the hash chain: place, and both hashes cut short with the whole on hover.
+    assert f'<div class="readonly">{event.seq}</div>' in content
+    assert f'<code title="{event.hash}">{event.hash[:12]}…</code>' in content
+    assert f'<code title="{event.prev_hash}">{event.prev_hash[:12]}…</code>' in content
 
 
 def test_audit_admin_refuses_add_change_and_delete(admin_client, event):
@@ -180,3 +184,24 @@ def test_a_user_filter_that_is_not_an_id_is_refused_not_a_crash(admin_client, ev
     response = admin_client.get(LIST_URL, {"actor__id__exact": "bob"})
 
     assert response.status_code == 302 and response.url.endswith("?e=1")
+
+
+def test_checkpoints_list_read_only_at_a_constant_cost(admin_client):
+    def checkpoints(count, start=0):
+        for seq in range(start, start + count):
+            baker.make(Checkpoint, seq=seq, hash=f"{seq:x}".ljust(64, "c"), signature="ab" * 32)
+
+    url = reverse("admin:audit_checkpoint_changelist")
+    checkpoints(2)
+    with CaptureQueriesContext(connection) as few:
+        listing = admin_client.get(url).content.decode()
+    checkpoints(10, start=2)
+    with CaptureQueriesContext(connection) as more:
+        admin_client.get(url)
+
+    assert len(more) == len(few)
+    assert f'<code title="1{"c" * 63}">1{"c" * 11}…</code>' in listing
+    first = Checkpoint.objects.get(seq=0)
+    assert admin_client.get(reverse("admin:audit_checkpoint_add")).status_code == 403
+    page = admin_client.get(reverse("admin:audit_checkpoint_change", args=[first.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()

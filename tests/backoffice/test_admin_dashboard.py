@@ -10,8 +10,10 @@ from django.utils import timezone
 from model_bakery import baker
 
 from audit.services import record
+from automation.models import Job
 from backoffice.actors import Actor, Source
 from claims.models import ApprovalRequest
+from monitoring import heartbeat
 from telegram_bridge.models import InboundUpdate, OutboundMessage
 from tests.claims.leases import live_lease
 from tests.telegram.outbound import outbound_message
@@ -34,6 +36,15 @@ def make_world(size, start=0):
         live_lease(f"story-{index}")
         outbound_message(OutboundMessage.Status.DEAD, dedupe_key=f"dead-{index}")
         baker.make(InboundUpdate, update_id=index, payload={}, status=InboundUpdate.Status.FAILED)
+        for status in (Job.Status.RUNNING, Job.Status.FAILED):
+            baker.make(
+                Job,
+                name=f"job-{index}",
+                status=status,
+                manifest={},
+                finished_at=now,
+                approval__status=ApprovalRequest.Status.APPROVED,
+            )
         record(
             "approval.approved",
             actor=Actor(source=Source.ADMIN, user=baker.make("auth.User")),
@@ -51,12 +62,21 @@ def queries(client, url):
 
 def test_dashboard_shows_what_needs_attention(admin_client):
     make_world(3)
-    approval = ApprovalRequest.objects.first()
+    approval = ApprovalRequest.objects.filter(requested_by="deploy-bot").first()
     dead = OutboundMessage.objects.first()
 
     page = admin_client.get(DASHBOARD).content.decode()
 
-    for panel in ("pending", "deadlines", "leases", "dead_letters", "failed_updates", "rates"):
+    for panel in (
+        "pending",
+        "deadlines",
+        "leases",
+        "dead_letters",
+        "failed_updates",
+        "jobs",
+        "heartbeat",
+        "rates",
+    ):
         assert f'id="panel-{panel}"' in page
     assert approval.short_id in page
     assert f'title="{approval.text}"' in page
@@ -66,6 +86,34 @@ def test_dashboard_shows_what_needs_attention(admin_client):
     assert "<svg" in page and 'class="failed"' in page
     # "Recent actions" is the audit trail, linked to the events' objects.
     assert reverse("admin:claims_approvalrequest_change", args=["0"]) in page
+
+
+def test_jobs_panel_links_running_and_failed_jobs(admin_client):
+    make_world(1)
+    failed = Job.objects.get(status=Job.Status.FAILED)
+    running = Job.objects.get(status=Job.Status.RUNNING)
+    baker.make(Job, status=Job.Status.SUCCEEDED, name="quiet-success", manifest={})
+
+    page = admin_client.get(DASHBOARD).content.decode()
+
+    for job in (failed, running):
+        assert reverse("admin:automation_job_change", args=[job.pk]) in page
+    assert "quiet-success" not in page
+    assert "1 running, 1 failed" in page
+
+
+@pytest.mark.parametrize(
+    ("beat_ago", "shown"),
+    [(None, "No worker has ever beaten"), (30, "status-alive"), (600, "status-silent")],
+)
+def test_heartbeat_panel_is_green_only_within_the_limit(admin_client, settings, beat_ago, shown):
+    settings.WORKER_HEARTBEAT_MAX_AGE = 120
+    if beat_ago is not None:
+        heartbeat.beat(timezone.now() - timedelta(seconds=beat_ago))
+
+    panel = admin_client.get(DASHBOARD).content.decode().split('id="panel-heartbeat"')[1]
+
+    assert shown in panel.split("</section>")[0]
 
 
 def test_dashboard_costs_the_same_queries_with_more_rows(admin_client):

@@ -9,9 +9,11 @@ from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 from model_bakery import baker
 
+from automation.models import Job
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.models import ApprovalRequest
+from monitoring import heartbeat
 from telegram_bridge.models import OutboundMessage
 from tests.claims.leases import live_lease
 from tests.telegram.outbound import outbound_message
@@ -40,8 +42,19 @@ def ask(text):
 
 
 def give_the_dashboard_something_to_show():
-    """A lease about to end, a dead letter, a failed update and a week of deliveries."""
+    """A lease about to end, a dead letter, a failed update, a failed job, a worker's beat and a
+    week of deliveries."""
     now = timezone.now()
+    heartbeat.beat(now - timedelta(seconds=20))
+    baker.make(
+        Job,
+        name="nightly-backup",
+        manifest={},
+        status=Job.Status.FAILED,
+        finished_at=now,
+        approval__status=ApprovalRequest.Status.APPROVED,
+        reason="step dump exited 2: pg_dump: error: connection to server was lost " * 2,
+    )
     live_lease("checkout", "payment-form", ends_in=timedelta(minutes=3))
     baker.make(
         "telegram_bridge.InboundUpdate",
@@ -82,6 +95,8 @@ def test_approve_from_the_dashboard_and_find_it_by_short_id(
 
     row = browser_page.locator("#panel-pending tr", has_text=approval.short_id)
     assert row.locator("td.cut").get_attribute("title") == LONG_TEXT
+    assert browser_page.locator("#panel-jobs", has_text="nightly-backup").is_visible()
+    assert browser_page.locator("#panel-heartbeat .status-alive").is_visible()
     assert fits(browser_page, DESKTOP["width"])
     screenshot(browser_page, "dashboard-1366")
     row.locator("button.approve").click()

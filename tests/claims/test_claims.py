@@ -135,6 +135,12 @@ def test_live_lease_of_another_holder_conflicts_naming_holder_and_expiry():
     assert "owner-of-builder-7 (builder-7)" in conflict.value.message
     held.refresh_from_db()
     assert held.version == 1
+    audited = AuditEvent.objects.get(action="claim.conflict")
+    assert (audited.actor_label, audited.object_id) == (
+        "owner-of-builder-8 (builder-8)",
+        str(held.pk),
+    )
+    assert audited.details["operation"] == "claim"
 
 
 def test_expired_lease_is_taken_over_by_next_claimer_with_the_next_fencing_token():

@@ -138,6 +138,7 @@ def test_claim_commands_print_json_and_exit_with_the_outcome(people):
         AuditEvent.objects.filter(object_id=claim_id).order_by("id").values_list("action", "source")
     ) == [
         ("claim.acquired", "cli"),
+        ("claim.conflict", "cli"),
         ("claim.refused", "cli"),
         ("claim.refreshed", "cli"),
         ("claim.refused", "cli"),

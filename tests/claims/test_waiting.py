@@ -12,6 +12,7 @@ from model_bakery import baker
 from rest_framework.test import APIClient
 
 from api.tokens import create_token
+from audit.models import AuditEvent
 from backoffice.actors import Actor, Source
 from claims import services
 from claims.errors import ClaimConflict
@@ -108,6 +109,9 @@ def test_a_waiter_that_gives_up_leaves_the_line():
         )
 
     assert not ClaimWaiter.objects.exists()
+    # One conflict however long it waited, recorded when it gave up.
+    conflict = AuditEvent.objects.get(action="claim.conflict")
+    assert (conflict.actor, conflict.details["error"]) == (waiter, "conflict")
 
 
 def test_a_claimer_without_wait_does_not_jump_the_line():

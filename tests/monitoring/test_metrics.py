@@ -8,8 +8,10 @@ from django.utils import timezone
 from model_bakery import baker
 
 from audit.services import record
+from automation.models import Job, JobStep
 from backoffice.actors import Actor, Source, system_actor
 from claims import services
+from claims.errors import ClaimConflict
 from claims.models import ApprovalRequest
 from telegram_bridge import inbound
 
@@ -131,16 +133,46 @@ def test_claim_metrics_count_lease_events_states_and_waiters(client, agent_actor
     )
     baker.make("claims.ClaimWaiter", claim=expired, joined_at=now, seen_until=now)
     record("claim.taken_over", actor=agent_actor, obj=expired)
+    with pytest.raises(ClaimConflict):
+        services.claim(story="S-1", todolist="build", agent_id="agent-8", actor=agent_actor)
 
     samples = scrape(client)
 
     assert value(samples, "claimdesk_claim_events_total", action="acquired") == 2
     assert value(samples, "claimdesk_claim_events_total", action="taken_over") == 1
     assert value(samples, "claimdesk_claim_events_total", action="refused") == 0
+    assert value(samples, "claimdesk_claim_events_total", action="conflict") == 1
     assert value(samples, "claimdesk_claims", state="live") == 2
     assert value(samples, "claimdesk_claims", state="expired") == 1
     assert value(samples, "claimdesk_claims", state="released") == 1
     assert value(samples, "claimdesk_claim_waiters") == 1
+
+
+def test_job_metrics_count_jobs_by_status_and_step_durations(client):
+    running = baker.make(Job, status=Job.Status.RUNNING, manifest={})
+    failed = baker.make(Job, status=Job.Status.FAILED, manifest={})
+    baker.make(Job, status=Job.Status.FAILED, manifest={})
+    for job, status, duration_ms in [
+        (running, JobStep.Status.SUCCEEDED, 400),
+        (running, JobStep.Status.SUCCEEDED, 12_000),
+        (running, JobStep.Status.RUNNING, None),
+        (failed, JobStep.Status.FAILED, 90_000),
+    ]:
+        baker.make(JobStep, job=job, status=status, duration_ms=duration_ms, argv=[])
+
+    samples = scrape(client)
+
+    assert value(samples, "claimdesk_jobs", status="running") == 1
+    assert value(samples, "claimdesk_jobs", status="failed") == 2
+    assert value(samples, "claimdesk_jobs", status="succeeded") == 0
+    steps = "claimdesk_job_step_duration_seconds"
+    assert value(samples, f"{steps}_bucket", status="succeeded", le="1.0") == 1
+    assert value(samples, f"{steps}_bucket", status="succeeded", le="30.0") == 2
+    assert value(samples, f"{steps}_count", status="succeeded") == 2
+    assert value(samples, f"{steps}_sum", status="succeeded") == pytest.approx(12.4)
+    assert value(samples, f"{steps}_bucket", status="failed", le="60.0") == 0
+    assert value(samples, f"{steps}_bucket", status="failed", le="300.0") == 1
+    assert value(samples, f"{steps}_count", status="failed") == 1
 
 
 def test_worker_heartbeat_age_is_nan_before_the_first_beat_then_seconds(client):
