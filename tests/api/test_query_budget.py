@@ -18,11 +18,12 @@ APPROVER_CHAT = -1001
 
 # Token and user; the request locked with its requester and decider; this voter's vote; the vote;
 # the votes with their voters, read once for the tally, the audit details, the Telegram message
-# and the answer; the decision; its audit event; the announcement in the approver chat; the edit
-# of it (get_or_create: a look, then the insert). Savepoints are not counted, nor the throttle's
-# counter and the cached permissions, which live in Redis in production (here in the database
-# cache).
-APPROVE_QUERIES = 10
+# and the answer; the decision; the audit chain's head and the audit event; the request's job, if
+# any (once for the runner's subscriber, once for the message, which shows the job's state); the
+# announcement in the approver chat; the edit of it (get_or_create: a look, then the insert); the
+# request's decision callback, if any. Savepoints are not counted, nor the throttle's counter and
+# the cached permissions, which live in Redis in production (here in the database cache).
+APPROVE_QUERIES = 14
 
 
 def approve(client, approval_id):
