@@ -167,7 +167,7 @@ def main():
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
     admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
     with support.ThrowawayPostgres(admin_url) as database_url:

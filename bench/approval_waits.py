@@ -11,7 +11,7 @@ waiters polling the database and once woken through Redis pub/sub (when it answe
     .venv/bin/python bench/approval_waits.py [--waiters 200] [--rounds 5]
 
 PostgreSQL comes from BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres),
-Redis from BENCH_REDIS_URL (default redis://127.0.0.1:6379/0).
+Redis from BENCH_REDIS_URL (default redis://127.0.0.1:6379/14).
 """
 
 import argparse
@@ -163,7 +163,7 @@ def main():
     options = parser.parse_args()
 
     admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
     with support.ThrowawayPostgres(admin_url) as database_url:

@@ -106,7 +106,7 @@ def main():
     options = parser.parse_args()
 
     run_id = uuid.uuid4().hex[:8]
-    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
     server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="claimdesk-webhook-bench-") as var_dir:
