@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -149,7 +150,7 @@ def subscribe_to_decisions() -> None:
 # --- The watcher: one per process ------------------------------------------------------------
 
 
-class _Watcher:
+class _Watcher(ABC):
     """The waiters of this process by request id, and a daemon thread that wakes them."""
 
     def __init__(self) -> None:
@@ -190,8 +191,9 @@ class _Watcher:
     def wake_everyone(self) -> None:
         self.wake(self.waited_for())
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """Wake the waiters of decided requests, for as long as the process lives."""
 
 
 class _DatabaseWatcher(_Watcher):
