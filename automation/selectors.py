@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from backoffice.errors import InvalidInput, NotFound
-from claims.models import ApprovalRequest, Kind
+from claims.models import ApprovalRequest
 from claims.selectors import id_prefix
 
 from .models import Job
@@ -42,11 +42,18 @@ def get_job(job_id: object, *, lock: bool = False) -> Job:
 
 
 def job_for_approval(approval: ApprovalRequest) -> Job | None:
-    """The job an approval request was created for, if it was. Jobs ask as commands or manifests,
-    so a claim's request (the approve path's common case) costs no query."""
-    if approval.kind == Kind.CLAIM:
+    """The job an approval request was created for, if it was.
+
+    A job's request names the job in its payload (``services._create``), so any other request
+    (the approve path's common case) costs no query. The answer is kept on ``approval``, so the
+    subscribers that ask in one transaction (the runner's, the message's) share one query.
+    """
+    if not isinstance(approval.payload, dict) or "job" not in approval.payload:
         return None
-    return Job.objects.filter(approval=approval).first()
+    try:
+        return approval.job
+    except Job.DoesNotExist:
+        return None
 
 
 def stalled_jobs(cutoff: datetime) -> QuerySet[Job]:

@@ -15,6 +15,7 @@ from automation.events import JobEnded
 from automation.models import Job
 from automation.representation import job_data, step_data
 from backoffice.cli import JSONEncoder
+from backoffice.inserts import insert_once
 from claims.events import ApprovalEvent
 from claims.models import ApprovalRequest
 from claims.representation import approval_data
@@ -51,11 +52,10 @@ def job_body_of(job: Job) -> str:
 
 def _queue(target: CallbackTarget, idempotency_key: str, body: str) -> None:
     """Queue one callback; one with this key already queued is not queued twice."""
-    callback, created = Callback.objects.get_or_create(
-        idempotency_key=idempotency_key,
-        defaults={"target": target, "body": body, "next_attempt_at": timezone.now()},
+    callback = Callback(
+        target=target, idempotency_key=idempotency_key, body=body, next_attempt_at=timezone.now()
     )
-    if created:
+    if insert_once(callback, unique_field="idempotency_key"):
         transaction.on_commit(partial(queue_task, DELIVER_TASK, callback.pk))
 
 
@@ -65,9 +65,11 @@ def approval_settled(event: ApprovalEvent) -> None:
     approval = event.approval
     if approval.status not in SETTLED:
         return
-    target = CallbackTarget.objects.filter(approval=approval).first()
-    if target is not None:
-        _queue(target, f"approval-{approval.pk}-{approval.status}", body_of(approval))
+    try:
+        target = approval.callback_target
+    except CallbackTarget.DoesNotExist:
+        return
+    _queue(target, f"approval-{approval.pk}-{approval.status}", body_of(approval))
 
 
 def job_ended(event: JobEnded) -> None:

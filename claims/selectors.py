@@ -7,11 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import (
     Count,
     OuterRef,
-    Prefetch,
     Q,
     QuerySet,
     Subquery,
-    prefetch_related_objects,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -128,13 +126,20 @@ def _short_id(approval_id: uuid.UUID | str) -> str:
     return prefix
 
 
-def votes_with_voters(approval: ApprovalRequest) -> None:
-    """Read the votes of ``approval`` and their voters in one query and keep them on it (Django's
-    prefetch), so the tally, the audit details, the Telegram message and the answer that follow a
-    vote read none again. Call it after the last write of a vote in the transaction."""
-    prefetch_related_objects(
-        [approval], Prefetch("votes", queryset=Vote.objects.select_related("voter"))
-    )
+def votes_with_voters(approval: ApprovalRequest) -> list[Vote]:
+    """Read the votes of ``approval`` and their voters in one query and keep them on it, as
+    Django's prefetch does, so the tally, the audit details, the Telegram message and the answer
+    that follow a vote read none again. Returns the list kept: a vote written afterwards in the
+    transaction is appended to it rather than read back."""
+    votes = list(Vote.objects.filter(approval=approval).select_related("voter"))
+    kept = approval.votes.all()
+    kept._result_cache = votes
+    kept._prefetch_done = True
+    approval._prefetched_objects_cache = {
+        **getattr(approval, "_prefetched_objects_cache", {}),
+        "votes": kept,
+    }
+    return votes
 
 
 def id_prefix(text: str) -> str | None:

@@ -28,7 +28,13 @@ from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
 from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote
 from .representation import approval_data, claim_data
-from .selectors import find_claim, get_approval, get_claim, overdue_approvals, votes_with_voters
+from .selectors import (
+    find_claim,
+    get_approval,
+    get_claim,
+    overdue_approvals,
+    votes_with_voters,
+)
 
 Status = ApprovalRequest.Status
 T = TypeVar("T")
@@ -647,13 +653,15 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
 def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) -> Decided:
     """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes.
 
-    ``decide`` holds the request's row, so no other vote on it comes between looking for this
-    voter's vote and writing it: a plain INSERT does, without get_or_create's savepoint. The
-    votes are then read once, for everything that shows them until the answer.
+    ``decide`` holds the request's row, so no other vote on it comes between reading its votes
+    and writing this voter's: a plain INSERT does, without get_or_create's savepoint. The votes
+    are read once, with their voters, and kept on the request for everything that shows them
+    until the answer.
     """
     # policies.refusal() let only a signed-in person this far.
     voter = cast(User, actor.authenticated_user)
-    vote = Vote.objects.filter(approval=approval, voter=voter).first()
+    votes = votes_with_voters(approval)
+    vote = next((vote for vote in votes if vote.voter_id == voter.pk), None)
     if vote is not None and vote.choice == choice:
         return Decided(approval, False, voting.tally(approval))
     previous_choice = "" if vote is None else vote.choice
@@ -665,10 +673,10 @@ def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) ->
             source=actor.source,
             note=note,
         )
+        votes.append(vote)
     else:
         vote.choice, vote.source, vote.note = choice, actor.source, note
         vote.save(update_fields=["choice", "source", "note", "updated_at"])
-    votes_with_voters(approval)
     counted = voting.tally(approval, waiting=False)
     if counted.outcome:
         decision = Decision(counted.outcome)

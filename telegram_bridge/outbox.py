@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from backoffice.errors import InvalidInput, NotFound
+from backoffice.inserts import insert_once
 from backoffice.limits import max_length
 
 from . import fitting
@@ -62,17 +63,16 @@ def enqueue(
     if method not in METHODS_WITHOUT_CHAT:
         payload = {"chat_id": chat_id, **payload}
     payload = _fitted(method, payload)
-    message, created = OutboundMessage.objects.get_or_create(
+    message = OutboundMessage(
+        method=method,
+        chat_id=chat_id,
+        payload=payload,
         dedupe_key=dedupe_key,
-        defaults={
-            "method": method,
-            "chat_id": chat_id,
-            "payload": payload,
-            "next_attempt_at": timezone.now(),
-        },
+        next_attempt_at=timezone.now(),
     )
-    if created:
-        transaction.on_commit(partial(hand_to_worker, message.pk))
+    if not insert_once(message, unique_field="dedupe_key"):
+        return OutboundMessage.objects.get(dedupe_key=dedupe_key)
+    transaction.on_commit(partial(hand_to_worker, message.pk))
     return message
 
 
