@@ -18,9 +18,9 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import Truncator
-from django_q.tasks import async_task
 
 from audit.services import record
+from backoffice import queues
 from backoffice.actors import Actor, Source
 from backoffice.errors import InvalidInput, InvalidTransition, NotPermitted
 from backoffice.limits import max_length
@@ -62,7 +62,7 @@ def runner_actor(job: Job) -> Actor:
 
 def queue_run() -> None:
     """Ask the runner cluster, after commit, to take up the next job that may run."""
-    transaction.on_commit(lambda: async_task(RUN_TASK, cluster=settings.AUTOMATION_QUEUE))
+    transaction.on_commit(lambda: queues.queue(RUN_TASK, queue_name=settings.AUTOMATION_QUEUE))
 
 
 def _details(job: Job, **extra: Any) -> dict[str, Any]:
@@ -561,5 +561,5 @@ def queue_waiting() -> int:
         Job.objects.filter(status=Status.QUEUED).count(), settings.AUTOMATION_MAX_CONCURRENT_JOBS
     )
     for _ in range(waiting):
-        async_task(RUN_TASK, cluster=settings.AUTOMATION_QUEUE)
+        queues.queue(RUN_TASK, queue_name=settings.AUTOMATION_QUEUE)
     return waiting

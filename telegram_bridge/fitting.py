@@ -31,7 +31,9 @@ def visible_length(text: str, *, html: bool) -> int:
 
 def fit(text: str, limit: int, *, html: bool) -> str:
     """``text`` unchanged if it fits in ``limit``; else cut to fit, ending with an ellipsis."""
-    if visible_length(text, html=html) <= limit:
+    # Tags and entities only shorten what Telegram counts, so a text that fits unparsed (the
+    # common case, a message well under the limit) is not counted token by token.
+    if units(text) <= limit or visible_length(text, html=html) <= limit:
         return text
     budget = limit - units(ELLIPSIS)
     if not html:

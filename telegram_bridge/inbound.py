@@ -14,20 +14,17 @@ failed updates in the admin and may ``retry`` one once its cause is fixed.
 
 import logging
 import math
-import os
 import re
 from datetime import timedelta
-from functools import lru_cache, partial
+from functools import partial
 from typing import NamedTuple
 
 from django.db import DatabaseError, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
-from django_q.brokers import get_broker
-from django_q.conf import Conf
-from django_q.tasks import async_task
 
 from audit.services import record
+from backoffice import queues
 from backoffice.actors import Actor
 from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from backoffice.redaction import redact
@@ -160,20 +157,9 @@ def _is_unicode(text):
 def _dispatch(update_pk):
     # The update is safely stored; if the broker is down, process_stale() picks it up later.
     try:
-        async_task("telegram_bridge.tasks.process_update", update_pk, broker=_broker())
+        queues.queue("telegram_bridge.tasks.process_update", update_pk)
     except Exception as error:
         logger.error("Could not queue update #%s for processing: %s", update_pk, redact(error))
-
-
-def _broker():
-    """This process's queue broker. django-q2 builds a new one, and with Redis a new connection,
-    for every task unless it is handed one; the webhook queues a task per request."""
-    return _broker_for(os.getpid(), Conf.CLUSTER_NAME)
-
-
-@lru_cache(maxsize=1)
-def _broker_for(pid, queue_name):
-    return get_broker(queue_name)
 
 
 def process(update_pk):

@@ -16,8 +16,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Case, Count, F, IntegerField, Min, QuerySet, Sum, When
 from django.utils import timezone
-from django_q.tasks import async_task
 
+from backoffice import queues
 from backoffice.errors import InvalidInput, NotFound
 from backoffice.inserts import insert_once
 from backoffice.limits import max_length
@@ -104,7 +104,7 @@ def queue_task(task: str, *args: Any) -> None:
     A successful delivery is recorded on the message itself, so django-q2 keeps only failures.
     """
     try:
-        async_task(task, *args, save=False)
+        queues.queue(task, *args, save=False)
     except Exception:
         # The rows are committed and due, so nothing is lost: the sweep picks them up.
         logger.warning("Could not queue %s%s; the sweep will send it.", task, args, exc_info=True)

@@ -15,6 +15,7 @@ from django_q.models import OrmQ
 from model_bakery import baker
 
 from audit.models import AuditEvent
+from backoffice import queues
 from backoffice.actors import Actor, Source
 from backoffice.errors import InvalidInput, InvalidTransition, NotFound, NotPermitted
 from telegram_bridge import dead_letters, delivery, outbox, tasks
@@ -109,7 +110,7 @@ def test_unreachable_broker_after_commit_is_logged_and_left_to_the_sweep(
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(outbox, "async_task", broker_down)
+    monkeypatch.setattr(queues, "queue", broker_down)
     with (
         caplog.at_level(logging.WARNING, logger="telegram_bridge.outbox"),
         django_capture_on_commit_callbacks(execute=True),
