@@ -45,28 +45,31 @@ def record(
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
-    user = actor.authenticated_user
+    event = AuditEvent(
+        actor=actor.authenticated_user,
+        actor_label=actor.name,
+        action=action,
+        source=actor.source,
+        object_type=object_type,
+        object_id=str(object_id),
+        trace_id=actor.trace_id,
+        details=details or {},
+    )
+    append(event)
+    return event
+
+
+def append(event: AuditEvent) -> None:
+    """Link ``event`` to the end of the hash chain and insert it: its ``seq``, ``prev_hash``,
+    ``timestamp`` and ``hash`` are set here."""
     # Hashed as the database will give it back (JSON types only), so a reader recomputes it.
-    details = json.loads(json.dumps(details or {}))
+    event.details = json.loads(json.dumps(event.details))
     # Outside a transaction the head's update and the insert still commit together.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        seq, prev_hash = next_link(cursor)
-        event = AuditEvent(
-            seq=seq,
-            prev_hash=prev_hash,
-            timestamp=timezone.now(),
-            actor=user,
-            actor_label=actor.name,
-            action=action,
-            source=actor.source,
-            object_type=object_type,
-            object_id=str(object_id),
-            trace_id=actor.trace_id,
-            details=details,
-        )
-        event.hash = chain.link_hash(hmac_key(), prev_hash, link_values(event.__dict__))
+        event.seq, event.prev_hash = next_link(cursor)
+        event.timestamp = timezone.now()
+        event.hash = chain.link_hash(hmac_key(), event.prev_hash, link_values(event.__dict__))
         event.save(force_insert=True)
-    return event
 
 
 def next_link(cursor: Any) -> tuple[int, str]:
