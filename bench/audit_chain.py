@@ -13,10 +13,11 @@ the chain costs every audited approval.
    chain as ``audit.services.append`` writes it and without it. "Without" is this same tree with
    ``append`` swapped, here in the benchmark only, for ``append_without_chain``: the append as it
    was before the chain, a plain INSERT of the event (no head row update, no HMAC; the trigger
-   that moves the head's hash is disabled meanwhile). The two alternate in ``--rounds`` paired
-   rounds of ``--approvals`` each, in this one process (with the chain first in odd rounds, last
-   in even ones), so each pair meets the same machine load and the same table. Each round prints
-   both rates and this process's CPU milliseconds per approval; the verdict is the median of the
+   that moves the head's hash is disabled meanwhile). Each of ``--rounds`` rounds makes
+   ``--approvals`` approvals of each kind, in this one process, in blocks of ``--block`` that take
+   turns (with, without, without, with, ...): on a shared machine the load changes from second to
+   second, and short turns let both kinds meet the same load. Each round prints both rates, this
+   process's CPU milliseconds per approval and the slowdown; the verdict is the median of the
    rounds' slowdowns. The target is at most a tenth slower.
 
 ``--skip-verify`` runs part 3 alone, ``--skip-approvals`` parts 1 and 2 alone.
@@ -206,22 +207,47 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
 
 @dataclass
 class Run:
-    """One round of one variant: approvals per second, and the milliseconds of CPU this process
-    spent on each (which a busy machine changes less than the rate)."""
+    """One variant's approvals in one round: how many, the seconds they took and the CPU seconds
+    this process spent on them (which a busy machine changes less than the rate)."""
 
-    rate: float
-    cpu_ms: float
+    approvals: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.approvals / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / self.approvals
 
     def figures(self) -> str:
         return f"{self.rate:6.1f} approvals/s, {self.cpu_ms:.2f} ms of CPU each"
 
 
-def timed_approvals(approvals: Any, actor: Any, count: int) -> Run:
+def approve(approvals: Any, actor: Any, ids: list[Any], run: Run) -> None:
+    """Approve the requests ``ids``, adding their time to ``run``."""
     from claims import services
 
-    ids = approvals.pending_requests(count)
-    timing = approvals.Timing(count, lambda i: services.decide(ids[i], "approve", actor=actor))
-    return Run(count / timing.seconds, timing.cpu_seconds * 1000 / count)
+    timing = approvals.Timing(len(ids), lambda i: services.decide(ids[i], "approve", actor=actor))
+    run.approvals += len(ids)
+    run.seconds += timing.seconds
+    run.cpu_seconds += timing.cpu_seconds
+
+
+def paired_round(approvals: Any, actor: Any, count: int, block: int) -> dict[str, Run]:
+    """``count`` approvals with the chain and ``count`` without, in blocks of ``block`` that take
+    turns (with, without, without, with, ...), so that both meet the machine's load as it
+    changes from second to second."""
+    pending = {variant: approvals.pending_requests(count) for variant in VARIANTS}
+    runs = {variant: Run() for variant in VARIANTS}
+    for number, start in enumerate(range(0, count, block)):
+        order = list(VARIANTS) if number % 2 == 0 else list(reversed(VARIANTS))
+        for variant in order:
+            with VARIANTS[variant]():
+                approve(approvals, actor, pending[variant][start : start + block], runs[variant])
+    return runs
 
 
 def check_the_chain(chained: int, unchained: int) -> None:
@@ -238,9 +264,8 @@ def slower(slowdown: float) -> str:
     return f"{slowdown:.1%} slower" if slowdown >= 0 else f"{-slowdown:.1%} faster"
 
 
-def bench_approvals(database_url: str, count: int, rounds: int) -> None:
-    """Rounds alternate which variant goes first, so a load that grows or shrinks during a round
-    weighs on both alike; the verdict is the median of the pairs' slowdowns."""
+def bench_approvals(database_url: str, count: int, rounds: int, block: int) -> None:
+    """The verdict is the median of the rounds' slowdowns."""
     approvals = django_on(database_url)
     from claims import services
 
@@ -259,11 +284,10 @@ def bench_approvals(database_url: str, count: int, rounds: int) -> None:
                     functools.partial(services.decide, second, "approve", actor=actor)
                 )
         for number in range(1, rounds + 1):
-            order = list(VARIANTS) if number % 2 else list(reversed(VARIANTS))
-            for variant in order:
-                with VARIANTS[variant]():
-                    runs[variant].append(timed_approvals(approvals, actor, count))
-            with_chain, without = runs["with"][-1], runs["without"][-1]
+            paired = paired_round(approvals, actor, count, block)
+            for variant, run in paired.items():
+                runs[variant].append(run)
+            with_chain, without = paired["with"], paired["without"]
             report(
                 f"Round {number}: with the chain {with_chain.figures()}; "
                 f"without {without.figures()}; {slower(1 - with_chain.rate / without.rate)}"
@@ -298,6 +322,9 @@ def main() -> int:
         "--approvals", type=int, default=1000, help="approvals a round, of each variant (1000)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds (5)")
+    parser.add_argument(
+        "--block", type=int, default=50, help="approvals in a row of one variant (50)"
+    )
     parser.add_argument("--skip-approvals", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
     options = parser.parse_args()
@@ -305,13 +332,13 @@ def main() -> int:
     if not database_url.startswith(("postgres://", "postgresql://")):
         print("Set DATABASE_URL=postgres://... (a server this script may create databases on).")
         return 2
-    if options.events < 10 or options.approvals < 3 or options.rounds < 1:
-        parser.error("--events must be at least 10, --approvals 3 and --rounds 1")
+    if options.events < 10 or options.approvals < 3 or options.rounds < 1 or options.block < 1:
+        parser.error("--events must be at least 10, --approvals 3, --rounds and --block 1")
     server_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
     if not options.skip_verify:
         bench_verify_and_export(server_url, options.events)
     if not options.skip_approvals:
-        bench_approvals(database_url, options.approvals, options.rounds)
+        bench_approvals(database_url, options.approvals, options.rounds, options.block)
     return 0
 
 
