@@ -54,14 +54,14 @@ def keyed(key: bytes) -> hmac.HMAC:
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
+# The canonical encoding: sorted keys, no spaces, UTF-8 (not escaped). Made once: json.dumps
+# would build an encoder for these options again on every link written or verified.
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(values: Mapping[str, Any], fields: Iterable[str] = FIELDS) -> bytes:
     """One byte string per set of values: sorted keys, no spaces, UTF-8."""
-    return json.dumps(
-        {name: values[name] for name in fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    return CANONICAL_JSON.encode({name: values[name] for name in fields}).encode()
 
 
 def link_hash(key: bytes, prev_hash: str, values: Mapping[str, Any]) -> str:

@@ -68,10 +68,15 @@ class Timing:
         self.cpu_seconds = time.process_time() - cpu
 
 
-def bench_approvals(count):
-    approver = User.objects.create_user("bench-approver", is_staff=True)
+def approver_actor(username="bench-approver"):
+    """A staff user in the Approvers group, as the admin would act for them."""
+    approver = User.objects.create_user(username, is_staff=True)
     approver.groups.add(Group.objects.get(name="Approvers"))
-    actor = Actor(source=Source.ADMIN, user=approver)
+    return Actor(source=Source.ADMIN, user=approver)
+
+
+def pending_requests(count):
+    """The ids of ``count`` pending command requests, made beforehand (not timed)."""
     expires_at = timezone.now() + timedelta(days=1)
     requests = ApprovalRequest.objects.bulk_create(
         ApprovalRequest(
@@ -82,7 +87,12 @@ def bench_approvals(count):
         )
         for i in range(count)
     )
-    ids = [request.pk for request in requests]
+    return [request.pk for request in requests]
+
+
+def bench_approvals(count):
+    actor = approver_actor()
+    ids = pending_requests(count)
     # The first decision also loads the approver's permissions; count the queries of the second.
     services.decide(ids.pop(), "approve", actor=actor)
     queries = queries_per_call(lambda: services.decide(ids.pop(), "approve", actor=actor))

@@ -8,30 +8,41 @@ the chain costs every audited approval.
    application writes, loaded with COPY) in a throwaway database, dropped afterwards.
 2. ``manage.py audit_export --format ndjson`` of a growing part of them: the peak memory must stay
    flat as the count grows (the export streams).
-3. Audited approvals per second before and after the chain: ``bench/approvals.py`` run from a
-   copy of the code before the chain (``--before``, by default the commit before the one that
-   added ``audit/chain.py``) and from this tree, alternately, ``--rounds`` times each, so both
-   meet the same machine load. The target is at most a tenth slower.
+3. What the chain costs an audited approval: ``services.decide(..., "approve")`` timed as
+   ``bench/approvals.py`` times it (one client, one connection, a throwaway database), with the
+   chain as ``audit.services.append`` writes it and without it. "Without" is this same tree with
+   ``append`` swapped, here in the benchmark only, for ``append_without_chain``: the append as it
+   was before the chain, a plain INSERT of the event (no head row update, no HMAC; the trigger
+   that moves the head's hash is disabled meanwhile). Each of ``--rounds`` rounds makes
+   ``--approvals`` approvals of each kind, in this one process, in blocks of ``--block`` that take
+   turns (with, without, without, with, ...): on a shared machine the load changes from second to
+   second, and short turns let both kinds meet the same load. Each round prints both rates, this
+   process's CPU milliseconds per approval and the slowdown; the verdict is the median of the
+   rounds' slowdowns. The target is at most a tenth slower.
+
+``--skip-verify`` runs part 3 alone, ``--skip-approvals`` parts 1 and 2 alone.
 """
 
 import argparse
+import contextlib
+import functools
+import itertools
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from io import BytesIO
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from support import ROOT, ThrowawayPostgres
+from support import ROOT, ThrowawayPostgres, postgresql_database
 
 sys.path.insert(0, str(ROOT))
 
@@ -41,10 +52,8 @@ KEY = "bench-audit-key-used-by-this-benchmark-only"  # pragma: allowlist secret
 SLOWDOWN_TARGET = 0.10
 START = datetime(2026, 1, 1, tzinfo=UTC)
 COLUMNS = (*chain.FIELDS, "prev_hash", "hash")
-QUERIES_LINE = re.compile(r"^Queries per approval: (\d+)", re.M)
-APPROVALS_LINE = re.compile(
-    r"^Approvals \(pending -> approved, audited\).*= *([\d.]+) ops/s.*CPU: ([\d.]+) ms each", re.M
-)
+# Sequence numbers of the events appended without the chain: below the chain's, never in its way.
+UNCHAINED = itertools.count(-1, -1)
 
 
 def environment(database_url: str) -> dict[str, str]:
@@ -153,76 +162,155 @@ def bench_verify_and_export(server_url: str, count: int) -> None:
             report(f"audit_export of {part:>9} events: {run_measured(args, env).figures()}")
 
 
-def before_tree(revision: str, into: Path) -> Path:
-    """The project as it was at ``revision``, unpacked into ``into``."""
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", revision],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+def django_on(database_url: str) -> Any:
+    """Django set up in this process as ``bench/approvals.py`` runs it (it sets Django up when
+    imported), on ``database_url``'s server; returns that module, for its helpers."""
+    os.environ.update(environment(database_url))
+    import approvals
+
+    return approvals
 
 
-def first_chain_commit() -> str:
-    added = subprocess.run(
-        ["git", "log", "--diff-filter=A", "--format=%H", "--", "audit/chain.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    if not added:
-        raise SystemExit("audit/chain.py is not in this branch's history; pass --before")
-    return f"{added[-1]}^"
+def append_without_chain(event: Any) -> None:
+    """``audit.services.append`` as it was before the chain: a plain INSERT of the event, with no
+    head row update and no HMAC. ``seq`` has been required and unique since the chain came, so
+    these rows count down from -1."""
+    event.seq = next(UNCHAINED)
+    event.save(force_insert=True)
 
 
-def approvals_run(tree: Path, env: dict[str, str], approvals: int) -> tuple[float, float, int]:
-    """One run of ``tree``'s bench/approvals.py: approvals per second, the milliseconds of CPU
-    its own process spent on each (which a busy machine changes less than the rate), and the
-    statements each approval sends (which it does not change at all)."""
-    args = [sys.executable, str(tree / "bench" / "approvals.py"), "--approvals", str(approvals)]
-    out = run_measured([*args, "--pairs", "1"], env, cwd=tree).out
-    rate, queries = APPROVALS_LINE.search(out), QUERIES_LINE.search(out)
-    if not (rate and queries):
-        raise SystemExit(f"no approvals figures in the output of {tree}/bench/approvals.py:\n{out}")
-    return float(rate.group(1)), float(rate.group(2)), int(queries.group(1))
+@contextlib.contextmanager
+def without_the_chain() -> Iterator[None]:
+    """Audit events appended by ``append_without_chain``, and the trigger that moves the head's
+    hash on every insert disabled, as before the chain; both put back afterwards."""
+    from django.db import connection
+
+    from audit import services
+
+    linked = services.append
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_advance_head")
+    services.append = append_without_chain
+    try:
+        yield
+    finally:
+        services.append = linked
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_advance_head")
 
 
-def bench_approvals(database_url: str, revision: str, approvals: int, rounds: int) -> None:
-    """Runs alternate, before then after, so each pair meets the same load; the verdict is the
-    median of the pairs' ratios."""
-    env = environment(database_url)
-    ratios: list[float] = []
-    cpu: dict[str, list[float]] = {"before": [], "after": []}
-    queries: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        trees = {"before": before_tree(revision, Path(scratch)), "after": ROOT}
-        for round_number in range(1, rounds + 1):
-            rates: dict[str, float] = {}
-            for name, tree in trees.items():
-                rates[name], milliseconds, queries[name] = approvals_run(tree, env, approvals)
-                cpu[name].append(milliseconds)
-                report(
-                    f"Round {round_number}, {name} the chain: {rates[name]:.1f} approvals/s, "
-                    f"{milliseconds:.2f} ms of CPU each"
+VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "with": contextlib.nullcontext,
+    "without": without_the_chain,
+}
+
+
+@dataclass
+class Run:
+    """One variant's approvals in one round: how many, the seconds they took and the CPU seconds
+    this process spent on them (which a busy machine changes less than the rate)."""
+
+    approvals: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.approvals / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / self.approvals
+
+    def figures(self) -> str:
+        return f"{self.rate:6.1f} approvals/s, {self.cpu_ms:.2f} ms of CPU each"
+
+
+def approve(approvals: Any, actor: Any, ids: list[Any], run: Run) -> None:
+    """Approve the requests ``ids``, adding their time to ``run``."""
+    from claims import services
+
+    timing = approvals.Timing(len(ids), lambda i: services.decide(ids[i], "approve", actor=actor))
+    run.approvals += len(ids)
+    run.seconds += timing.seconds
+    run.cpu_seconds += timing.cpu_seconds
+
+
+def paired_round(approvals: Any, actor: Any, count: int, block: int) -> dict[str, Run]:
+    """``count`` approvals with the chain and ``count`` without, in blocks of ``block`` that take
+    turns (with, without, without, with, ...), so that both meet the machine's load as it
+    changes from second to second."""
+    pending = {variant: approvals.pending_requests(count) for variant in VARIANTS}
+    runs = {variant: Run() for variant in VARIANTS}
+    for number, start in enumerate(range(0, count, block)):
+        order = list(VARIANTS) if number % 2 == 0 else list(reversed(VARIANTS))
+        for variant in order:
+            with VARIANTS[variant]():
+                approve(approvals, actor, pending[variant][start : start + block], runs[variant])
+    return runs
+
+
+def check_the_chain(chained: int, unchained: int) -> None:
+    """The runs with the chain made one valid chain; the others appended beside it."""
+    from audit.models import AuditEvent
+    from audit.selectors import links
+
+    walk = chain.Walk(KEY.encode()).walk(links(AuditEvent.objects.filter(seq__gt=0)))
+    assert walk.broken is None and walk.checked == chained, (walk.broken, walk.checked, chained)
+    assert AuditEvent.objects.filter(seq__lt=0).count() == unchained
+
+
+def slower(slowdown: float) -> str:
+    return f"{slowdown:.1%} slower" if slowdown >= 0 else f"{-slowdown:.1%} faster"
+
+
+def bench_approvals(database_url: str, count: int, rounds: int, block: int) -> None:
+    """The verdict is the median of the rounds' slowdowns."""
+    approvals = django_on(database_url)
+    from claims import services
+
+    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    statements: dict[str, int] = {}
+    with postgresql_database("audit-chain-bench") as name:
+        if name is None:
+            raise SystemExit(2)
+        actor = approvals.approver_actor()
+        for variant, swapped in VARIANTS.items():
+            with swapped():
+                # The first decision also loads the approver's permissions; count the second's.
+                first, second = approvals.pending_requests(2)
+                services.decide(first, "approve", actor=actor)
+                statements[variant] = approvals.queries_per_call(
+                    functools.partial(services.decide, second, "approve", actor=actor)
                 )
-            ratios.append(rates["after"] / rates["before"])
-    slowdown = 1 - statistics.median(ratios)
+        for number in range(1, rounds + 1):
+            paired = paired_round(approvals, actor, count, block)
+            for variant, run in paired.items():
+                runs[variant].append(run)
+            with_chain, without = paired["with"], paired["without"]
+            report(
+                f"Round {number}: with the chain {with_chain.figures()}; "
+                f"without {without.figures()}; {slower(1 - with_chain.rate / without.rate)}"
+            )
+        check_the_chain(2 + rounds * count, 2 + rounds * count)
+    slowdowns = [1 - w.rate / wo.rate for w, wo in zip(runs["with"], runs["without"], strict=True)]
+    extra_cpu = [w.cpu_ms - wo.cpu_ms for w, wo in zip(runs["with"], runs["without"], strict=True)]
+    slowdown = statistics.median(slowdowns)
     verdict = "meets" if slowdown <= SLOWDOWN_TARGET else "MISSES"
-    report(f"Before the chain: {revision}")
     report(
-        f"Statements per approval: {queries['before']} before, {queries['after']} with the chain"
+        f"Statements per approval: {statements['with']} with the chain, "
+        f"{statements['without']} without"
     )
+    for variant in VARIANTS:
+        rate = statistics.median(run.rate for run in runs[variant])
+        cpu_ms = statistics.median(run.cpu_ms for run in runs[variant])
+        report(
+            f"Median of {rounds} rounds, {variant} the chain: {rate:.1f} approvals/s, "
+            f"{cpu_ms:.2f} ms of CPU each"
+        )
     report(
-        "Client CPU per approval, median: "
-        f"{statistics.median(cpu['before']):.2f} ms before, "
-        f"{statistics.median(cpu['after']):.2f} ms with the chain"
-    )
-    report(
-        f"With the chain, median of {rounds} paired runs: {-slowdown:+.1%} approvals/s "
+        f"With the chain, median of {rounds} paired rounds: {slower(slowdown)}, "
+        f"{statistics.median(extra_cpu):+.2f} ms of CPU per approval "
         f"({verdict} the target: at most {SLOWDOWN_TARGET:.0%} slower)"
     )
 
@@ -230,9 +318,13 @@ def bench_approvals(database_url: str, revision: str, approvals: int, rounds: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="chain length (1,000,000)")
-    parser.add_argument("--approvals", type=int, default=2000, help="approvals a run (2000)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs before and after each (3)")
-    parser.add_argument("--before", help="revision of the code before the chain")
+    parser.add_argument(
+        "--approvals", type=int, default=1000, help="approvals a round, of each variant (1000)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="paired rounds (5)")
+    parser.add_argument(
+        "--block", type=int, default=50, help="approvals in a row of one variant (50)"
+    )
     parser.add_argument("--skip-approvals", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
     options = parser.parse_args()
@@ -240,14 +332,13 @@ def main() -> int:
     if not database_url.startswith(("postgres://", "postgresql://")):
         print("Set DATABASE_URL=postgres://... (a server this script may create databases on).")
         return 2
-    if options.events < 10 or options.approvals < 3 or options.rounds < 1:
-        parser.error("--events must be at least 10, --approvals 3 and --rounds 1")
+    if options.events < 10 or options.approvals < 3 or options.rounds < 1 or options.block < 1:
+        parser.error("--events must be at least 10, --approvals 3, --rounds and --block 1")
     server_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
     if not options.skip_verify:
         bench_verify_and_export(server_url, options.events)
     if not options.skip_approvals:
-        revision = options.before or first_chain_commit()
-        bench_approvals(database_url, revision, options.approvals, options.rounds)
+        bench_approvals(database_url, options.approvals, options.rounds, options.block)
     return 0
 
 

@@ -102,6 +102,35 @@ def test_a_rolled_back_event_leaves_no_hole_in_the_chain():
     assert verify()[1] is None
 
 
+# A lone surrogate passes the JSON round trip but not the UTF-8 of the hash: record() fails after
+# the head's UPDATE has taken the event's seq.
+UNENCODABLE = {"note": "\ud800"}
+
+
+@pytest.mark.django_db
+def test_an_event_failing_after_it_took_its_seq_keeps_the_callers_transaction_from_committing():
+    write_events(1)
+    with transaction.atomic():
+        with pytest.raises(UnicodeEncodeError):
+            record("claim.acquired", actor=system_actor(), object_id="1", details=UNENCODABLE)
+        assert transaction.get_rollback()
+    write_events(1)
+
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
+    assert verify()[1] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_failing_outside_a_transaction_leaves_no_hole_in_the_chain():
+    write_events(1)
+    with pytest.raises(UnicodeEncodeError):
+        record("claim.acquired", actor=system_actor(), object_id="1", details=UNENCODABLE)
+    write_events(1)
+
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
+    assert verify()[1] is None
+
+
 @pytest.mark.django_db
 def test_deleting_a_user_never_rewrites_their_audit_events():
     user = baker.make("auth.User", username="leaver")
