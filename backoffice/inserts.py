@@ -38,7 +38,7 @@ def insert_once(instance: models.Model, *, unique_field: str) -> bool:
         table=quote(meta.db_table),
         columns=", ".join(quote(field.column) for field in fields),
         placeholders=", ".join(["%s"] * len(fields)),
-        key=quote(meta.get_field(unique_field).column),
+        key=quote(next(field.column for field in fields if field.name == unique_field)),
         pk=quote(meta.pk.column),
     )
     with connection.cursor() as cursor:

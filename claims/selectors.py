@@ -133,9 +133,10 @@ def votes_with_voters(approval: ApprovalRequest) -> list[Vote]:
     transaction is appended to it rather than read back."""
     votes = list(Vote.objects.filter(approval=approval).select_related("voter"))
     kept = approval.votes.all()
+    # What prefetch_related_objects sets, which the stubs do not declare.
     kept._result_cache = votes
-    kept._prefetch_done = True
-    approval._prefetched_objects_cache = {
+    kept._prefetch_done = True  # type: ignore[attr-defined]
+    approval._prefetched_objects_cache = {  # type: ignore[attr-defined]
         **getattr(approval, "_prefetched_objects_cache", {}),
         "votes": kept,
     }
