@@ -28,13 +28,7 @@ from .errors import ClaimConflict, Frozen, NotHolder, StaleFence
 from .lease_tokens import new_lease_token
 from .models import ApprovalPolicy, ApprovalRequest, Claim, ClaimWaiter, Decision, Vote
 from .representation import approval_data, claim_data
-from .selectors import (
-    find_claim,
-    get_approval,
-    get_claim,
-    overdue_approvals,
-    votes_with_voters,
-)
+from .selectors import find_claim, get_approval, get_claim, overdue_approvals, votes_with_voters
 
 Status = ApprovalRequest.Status
 T = TypeVar("T")

@@ -33,7 +33,7 @@ def fit(text: str, limit: int, *, html: bool) -> str:
     """``text`` unchanged if it fits in ``limit``; else cut to fit, ending with an ellipsis."""
     # Tags and entities only shorten what Telegram counts, so a text that fits unparsed (the
     # common case, a message well under the limit) is not counted token by token.
-    if units(text) <= limit or visible_length(text, html=html) <= limit:
+    if units(text) <= limit or (html and visible_length(text, html=True) <= limit):
         return text
     budget = limit - units(ELLIPSIS)
     if not html:
