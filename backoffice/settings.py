@@ -329,7 +329,7 @@ CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default=Q_CLUSTER["name"])
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "backoffice.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
         }

@@ -13,4 +13,5 @@ DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime(DATETIME_FORMAT)
+    # The same text as strftime(DATETIME_FORMAT), a few times faster: an answer formats a dozen.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"

@@ -139,13 +139,20 @@ def start_gunicorn(env, port, *, workers, threads, worker_class="gthread"):
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    wait_for_port(process, port)
+    return process
+
+
+def wait_for_port(process, port):
+    """Return once the server ``process`` accepts connections on 127.0.0.1:``port``; stop it
+    and exit if it dies or does not within ``GUNICORN_START_SECONDS``."""
     deadline = time.monotonic() + GUNICORN_START_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"gunicorn exited with code {process.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
+            return
         except OSError:
             time.sleep(0.1)
     stop_gunicorn(process)

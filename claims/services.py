@@ -624,6 +624,7 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
     approval = get_approval(approval_id, lock=True)
     target, allowed_from = DECISIONS[decision]
     if approval.status == target:
+        votes_with_voters(approval)
         return Decided(approval, False, voting.tally(approval, waiting=False))
     if approval.status not in allowed_from:
         raise InvalidTransition(

@@ -34,7 +34,7 @@ from backoffice.errors import InvalidInput
 
 from .events import ApprovalDecided, ApprovalDefaulted, ApprovalEvent, ApprovalExpired, subscribe
 from .models import ApprovalRequest
-from .selectors import get_approval, resolve_approval
+from .selectors import approval_id_for, get_approval, votes_with_voters
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +63,17 @@ def wait_for_decision(approval_id: uuid.UUID | str, timeout: float) -> ApprovalR
     """
     timeout = checked_timeout(timeout)
     deadline = time.monotonic() + timeout
-    approval_pk = resolve_approval(approval_id).pk
+    approval_pk = approval_id_for(approval_id)
     with _wake_up_for(approval_pk) as woken:
         while True:
             # Each look comes after the waiter is registered, so no decision falls between them.
             approval = get_approval(approval_pk)
-            if approval.status not in ApprovalRequest.AWAITING_DECISION:
+            remaining = deadline - time.monotonic()
+            if approval.status not in ApprovalRequest.AWAITING_DECISION or remaining <= 0:
+                # The answer shows the votes: read them once, with their voters.
+                votes_with_voters(approval)
                 return approval
             let_go_of_the_database()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return approval
             woken.wait(min(remaining, _watcher().recheck_interval()))
             woken.clear()
 

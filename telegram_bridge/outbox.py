@@ -79,7 +79,11 @@ def enqueue(
 def find(dedupe_key: str, *, lock: bool = False) -> OutboundMessage | None:
     """The message queued under ``dedupe_key``, if any; ``lock`` holds its row until commit."""
     messages = OutboundMessage.objects.select_for_update() if lock else OutboundMessage.objects
-    return messages.filter(dedupe_key=dedupe_key).first()
+    try:
+        # The key is unique: no ORDER BY to build and run, as first() would.
+        return messages.get(dedupe_key=dedupe_key)
+    except OutboundMessage.DoesNotExist:
+        return None
 
 
 def exists(dedupe_key: str) -> bool:
