@@ -96,19 +96,34 @@ class Cost:
         )
 
 
-def run_script(base_url, keys, seconds, *, method, path, expect, body="", auth=True):
-    """One wrk run of ``request_cost.lua``; returns (answers, seconds)."""
+def wrk(url, script, seconds, *, env, cwd=None):
+    """One wrk run, a thread and a connection per client; returns its script's RESULT line."""
     completed = subprocess.run(
         [
             "wrk",
-            f"--threads={len(keys)}",
-            f"--connections={len(keys)}",
+            f"--threads={CLIENTS}",
+            f"--connections={CLIENTS}",
             f"--duration={seconds}s",
-            f"--script={SCRIPT}",
-            base_url,
+            f"--script={script}",
+            url,
         ],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def run_script(base_url, keys, seconds, *, method, path, expect, body="", auth=True):
+    """One wrk run of ``request_cost.lua``; returns (answers, seconds)."""
+    result = wrk(
+        base_url,
+        SCRIPT,
+        seconds,
         env={
-            **os.environ,
             "BENCH_TOKENS": ",".join(keys),
             "METHOD": method,
             "BENCH_PATH": path,
@@ -116,12 +131,7 @@ def run_script(base_url, keys, seconds, *, method, path, expect, body="", auth=T
             "BENCH_AUTH": "1" if auth else "0",
             "BENCH_EXPECT": str(expect),
         },
-        capture_output=True,
-        text=True,
-        check=True,
     )
-    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-    result = json.loads(line.removeprefix("RESULT "))
     if result["failed"]:
         raise SystemExit(f"{result['failed']} answers to {method} {path} were not {expect}")
     return result["requests"], result["seconds"]
@@ -251,23 +261,13 @@ class Anchor:
 
     def approve(self):
         """One wrk run of the anchor's own script, from the first id no run has approved."""
-        completed = subprocess.run(
-            [
-                "wrk",
-                f"--threads={CLIENTS}",
-                f"--connections={CLIENTS}",
-                f"--duration={self.seconds}s",
-                "--script=approve.lua",
-                f"http://127.0.0.1:{self.port}",
-            ],
-            cwd=self.anchor_dir,
+        result = wrk(
+            f"http://127.0.0.1:{self.port}",
+            "approve.lua",
+            self.seconds,
             env={**self.env, "ANCHOR_START": str(self.next_id), "ANCHOR_THREADS": str(CLIENTS)},
-            capture_output=True,
-            text=True,
-            check=True,
+            cwd=self.anchor_dir,
         )
-        line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-        result = json.loads(line.removeprefix("RESULT "))
         if result["errors"]:
             raise SystemExit(f"the anchor answered {result['errors']} errors")
         # Each thread took every CLIENTS-th id; the slowest may have lagged a little behind.
