@@ -166,11 +166,10 @@ def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
-    admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
-    with support.ThrowawayPostgres(admin_url) as database_url:
+    with support.ThrowawayPostgres(support.POSTGRES_URL) as database_url:
         env = environment(database_url, redis_url, run_id)
         approvals = options.clients * options.seconds * APPROVALS_PER_CLIENT_SECOND
         keys, pending = prepare(env, options.clients, approvals)

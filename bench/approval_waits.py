@@ -15,7 +15,6 @@ Redis from BENCH_REDIS_URL (default redis://127.0.0.1:6379/14).
 """
 
 import argparse
-import os
 import statistics
 import tempfile
 import threading
@@ -162,11 +161,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
 
-    admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
     run_id = uuid.uuid4().hex[:8]
-    with support.ThrowawayPostgres(admin_url) as database_url:
+    with support.ThrowawayPostgres(support.POSTGRES_URL) as database_url:
         env = support.benchmark_environment(
             database_url=database_url,
             redis_url="",

@@ -16,7 +16,6 @@ postgres://postgres@127.0.0.1:5432/postgres).
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -131,9 +130,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=10, help="length of each timed run")
     options = parser.parse_args()
 
-    admin_url = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     run_id = uuid.uuid4().hex[:8]
-    with support.ThrowawayPostgres(admin_url) as database_url:
+    with support.ThrowawayPostgres(support.POSTGRES_URL) as database_url:
         env = support.benchmark_environment(
             database_url=database_url,
             redis_url="",

@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import uuid
+from dataclasses import astuple, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -73,17 +74,31 @@ def workers_of(process):
     return [int(pid) for pid in children.split()]
 
 
+@dataclass(frozen=True)
 class Cost:
     """CPU milliseconds per request of the web worker and of PostgreSQL over one wrk run."""
 
-    def __init__(self, workers, run):
+    requests: float
+    seconds: float
+    worker_ms: float
+    database_ms: float
+
+    @classmethod
+    def of(cls, workers, run):
+        """What ``run`` (which returns its answers and seconds) cost the ``workers``."""
         worker_before = cpu_seconds(workers)
         database_before = cpu_seconds(processes("postgres"))
-        self.requests, self.seconds = run()
+        requests, seconds = run()
         worker = cpu_used(worker_before, cpu_seconds(workers))
         database = cpu_used(database_before, cpu_seconds(processes("postgres")))
-        self.worker_ms = 1000 * worker / self.requests
-        self.database_ms = 1000 * database / self.requests
+        return cls(requests, seconds, 1000 * worker / requests, 1000 * database / requests)
+
+    @classmethod
+    def median(cls, costs):
+        """Every figure the median of ``costs``'."""
+        return cls(
+            *(statistics.median(figures) for figures in zip(*map(astuple, costs), strict=True))
+        )
 
     @property
     def sum_ms(self):
@@ -142,11 +157,8 @@ class Project:
     requests need: tokens, a decided request, and pending requests enough for every round."""
 
     def __init__(self, stack, seconds, rounds):
-        admin_url = os.environ.get(
-            "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-        )
         redis_url = support.REDIS_URL if support.redis_answers(support.REDIS_URL) else ""
-        database_url = stack.enter_context(support.ThrowawayPostgres(admin_url))
+        database_url = stack.enter_context(support.ThrowawayPostgres(support.POSTGRES_URL))
         env = api_http.environment(database_url, redis_url, uuid.uuid4().hex[:8])
         self.keys, pending = api_http.prepare(env, CLIENTS, CLIENTS * seconds * rounds * 150)
         self.decided = _approve_one(pending.pop())
@@ -214,11 +226,8 @@ class Anchor:
     def __init__(self, stack, anchor_dir, seconds):
         if not (ANCHOR_VENV / "bin" / "gunicorn").exists():
             raise SystemExit(f"no anchor virtualenv at {ANCHOR_VENV}: run side_by_side.sh once")
-        admin_url = os.environ.get(
-            "BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
-        )
         database_url = stack.enter_context(
-            support.ThrowawayPostgres(admin_url, prefix="anchor_bench")
+            support.ThrowawayPostgres(support.POSTGRES_URL, prefix="anchor_bench")
         )
         self.env = {
             **os.environ,
@@ -297,12 +306,12 @@ def main():
         for round_number in range(1, options.rounds + 1):
             print(f"round {round_number}")
             for label, workers, run in runs:
-                cost = Cost(workers, run)
+                cost = Cost.of(workers, run)
                 costs[label].append(cost)
                 print("  " + cost.line(label))
     print(f"median of {options.rounds} rounds")
     for label, measured in costs.items():
-        print("  " + median_cost(measured).line(label))
+        print("  " + Cost.median(measured).line(label))
     if options.anchor:
         ratios = [
             anchor_cost.sum_ms / project_cost.sum_ms
@@ -314,14 +323,6 @@ def main():
             "the anchor's CPU per approve over the project's, per round: "
             + ", ".join(f"{ratio:.2f}x" for ratio in ratios)
         )
-
-
-def median_cost(costs):
-    """A Cost whose every figure is the median of ``costs``'."""
-    median = Cost.__new__(Cost)
-    for name in ("requests", "seconds", "worker_ms", "database_ms"):
-        setattr(median, name, statistics.median(getattr(cost, name) for cost in costs))
-    return median
 
 
 if __name__ == "__main__":

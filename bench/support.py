@@ -25,6 +25,8 @@ VENV_BIN = ROOT / ".venv" / "bin"
 FAKE_BOT_TOKEN = "1234567890:AAFakeTokenForTheClaimdeskBenchmark0"  # pragma: allowlist secret
 WEBHOOK_SECRET = "bench-webhook-secret"  # pragma: allowlist secret
 GUNICORN_START_SECONDS = 60
+# The PostgreSQL server the HTTP benchmarks make their throwaway databases on.
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 # A Redis database of the benchmarks' own, away from a deployment's (which uses database 0).
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 

@@ -108,11 +108,10 @@ def main():
     run_id = uuid.uuid4().hex[:8]
     redis_url = support.REDIS_URL
     redis_url = redis_url if support.redis_answers(redis_url) else ""
-    server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     with tempfile.TemporaryDirectory(prefix="claimdesk-webhook-bench-") as var_dir:
         # SQLite needs no URL: the settings' default file lands in the temporary VAR_DIR.
         database = (
-            support.ThrowawayPostgres(server, prefix="claimdesk_webhook_bench")
+            support.ThrowawayPostgres(support.POSTGRES_URL, prefix="claimdesk_webhook_bench")
             if options.database == "postgres"
             else nullcontext("")
         )

@@ -622,9 +622,10 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
         raise InvalidInput({"note": f"must be at most {note_limit} characters"})
     _require(actor, DECIDE_PERMISSION, "decide approval requests")
     approval = get_approval(approval_id, lock=True)
+    # Every answer shows the votes; read them once, with their voters, under the lock.
+    votes = votes_with_voters(approval)
     target, allowed_from = DECISIONS[decision]
     if approval.status == target:
-        votes_with_voters(approval)
         return Decided(approval, False, voting.tally(approval, waiting=False))
     if approval.status not in allowed_from:
         raise InvalidTransition(
@@ -641,21 +642,22 @@ def decide(approval_id: uuid.UUID | str, decision: str, *, actor: Actor, note: s
     if refusal:
         raise NotPermitted(refusal)
     if decision in Vote.Choice.values:
-        return _vote(approval, decision, actor=actor, note=note)
+        return _vote(approval, votes, decision, actor=actor, note=note)
     return Decided(_settle(approval, decision, actor=actor, note=note, now=now), True)
 
 
-def _vote(approval: ApprovalRequest, choice: str, *, actor: Actor, note: str) -> Decided:
+def _vote(
+    approval: ApprovalRequest, votes: list[Vote], choice: str, *, actor: Actor, note: str
+) -> Decided:
     """Count ``actor``'s vote; decide the request when it meets the quorum or vetoes.
 
-    ``decide`` holds the request's row, so no other vote on it comes between reading its votes
-    and writing this voter's: a plain INSERT does, without get_or_create's savepoint. The votes
-    are read once, with their voters, and kept on the request for everything that shows them
-    until the answer.
+    ``decide`` holds the request's row, so no other vote on it comes between reading its
+    ``votes`` and writing this voter's: a plain INSERT does, without get_or_create's savepoint.
+    The new vote joins the list kept on the request for everything that shows the votes until
+    the answer.
     """
     # policies.refusal() let only a signed-in person this far.
     voter = cast(User, actor.authenticated_user)
-    votes = votes_with_voters(approval)
     vote = next((vote for vote in votes if vote.voter_id == voter.pk), None)
     if vote is not None and vote.choice == choice:
         return Decided(approval, False, voting.tally(approval))
